@@ -1,0 +1,40 @@
+"""The runtime interface every backend implements: availability, load, run, close."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a runtime/delegate can run here, and if not, why."""
+
+    ok: bool
+    reason: str = ""
+
+
+class Session(Protocol):
+    """A loaded artifact ready to run on one delegate."""
+
+    delegate: str
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Run a batch of float inputs in the model's layout; returns float outputs."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Runtime(Protocol):
+    """Loads artifacts of one format."""
+
+    name: str
+    delegates: tuple[str, ...]
+
+    def is_available(self, delegate: str) -> Availability: ...
+
+    def load(self, model_path: Path, delegate: str, threads: int | None = None) -> Session: ...

@@ -1,0 +1,111 @@
+"""LiteRT (TFLite) interpreter runtime: reference kernels or the XNNPACK delegate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from device_runtime.base import Availability
+from pipeline.errors import ArtifactError, RuntimeUnavailableError, UnknownNameError
+from pipeline.registry import unknown_name_message
+
+DELEGATES = ("xnnpack", "cpu")
+
+
+def _quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """Float -> the tensor's integer type with its scale/zero point (identity for float tensors)."""
+    dtype = detail["dtype"]
+    if np.issubdtype(dtype, np.floating):
+        return x.astype(dtype)
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def _dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    if np.issubdtype(detail["dtype"], np.floating):
+        return y.astype(np.float32)
+    scale, zero_point = detail["quantization"]
+    return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
+@dataclass
+class LiteRTSession:
+    """One interpreter; runs batches by resizing the batch dim or sample by sample."""
+
+    interpreter: Any
+    delegate: str
+
+    def __post_init__(self) -> None:
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        self._batch = int(self._input["shape"][0])
+
+    def input_details(self) -> dict[str, Any]:
+        return self._input
+
+    def output_details(self) -> dict[str, Any]:
+        return self._output
+
+    def _invoke(self, x: np.ndarray) -> np.ndarray:
+        self.interpreter.set_tensor(self._input["index"], _quantize(x, self._input))
+        self.interpreter.invoke()
+        return _dequantize(self.interpreter.get_tensor(self._output["index"]), self._output)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Outputs for a float batch; integer I/O tensors are (de)quantized here."""
+        if len(x) == self._batch:
+            return self._invoke(x)
+        return np.concatenate([self._invoke(x[i : i + self._batch]) for i in range(0, len(x), self._batch)])
+
+    def op_names(self) -> list[str]:
+        """Names of the ops in the execution plan (a delegated block shows as 'DELEGATE')."""
+        return [op["op_name"] for op in self.interpreter._get_ops_details()]
+
+    def close(self) -> None:
+        self.interpreter = None
+
+
+class LiteRTRuntime:
+    """Loads `.tflite` files into `ai_edge_litert`'s interpreter."""
+
+    name = "litert"
+    delegates = DELEGATES
+
+    def is_available(self, delegate: str) -> Availability:
+        if delegate not in DELEGATES:
+            return Availability(False, unknown_name_message("LiteRT delegate", delegate, list(DELEGATES)))
+        try:
+            import ai_edge_litert.interpreter  # noqa: F401
+        except ImportError as exc:
+            return Availability(False, f"ai-edge-litert is not installed ({exc}); run `make setup`.")
+        return Availability(True)
+
+    def load(self, model_path: Path, delegate: str = "xnnpack", threads: int | None = None) -> LiteRTSession:
+        """Open `model_path`; `cpu` uses the reference kernels, `xnnpack` the default delegate."""
+        availability = self.is_available(delegate)
+        if not availability.ok:
+            if delegate not in DELEGATES:
+                raise UnknownNameError(availability.reason)
+            raise RuntimeUnavailableError(availability.reason)
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        resolver = (
+            OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if delegate == "cpu" else OpResolverType.AUTO
+        )
+        if not Path(model_path).is_file():
+            raise ArtifactError(f"TFLite model {model_path} does not exist; export one with `pipeline export MODEL --target tflite`.")
+        try:
+            interpreter = Interpreter(
+                model_path=str(model_path), num_threads=threads, experimental_op_resolver_type=resolver
+            )
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ArtifactError(
+                f"LiteRT could not load {model_path}: {exc}. The file is truncated, corrupt or not a "
+                "TFLite flatbuffer; re-export it."
+            ) from None
+        return LiteRTSession(interpreter, delegate)

@@ -1,0 +1,45 @@
+"""What every exporter provides, and what it hands back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pipeline.bundle import ModelBundle
+from quantize import QuantizationConfig
+
+
+@dataclass(frozen=True)
+class AppliedStage:
+    """One transformation applied during export: its config and the tool that did it."""
+
+    name: str
+    config: dict[str, Any]
+    tool: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "tool": self.tool, "config": self.config}
+
+
+@dataclass(frozen=True)
+class ExportOutput:
+    """Files an exporter wrote (relative to its output directory) and how it got there."""
+
+    model_file: str
+    files: tuple[str, ...]
+    route: str
+    stages: tuple[AppliedStage, ...] = ()
+    toolchain_packages: tuple[str, ...] = ()
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+class Exporter(Protocol):
+    """One target format. `routes` maps each source framework to its converter chain."""
+
+    target: str
+    runtime: str
+    routes: dict[str, str]
+    quantization_modes: tuple[str, ...]
+
+    def export(self, bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig) -> ExportOutput: ...

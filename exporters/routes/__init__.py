@@ -1,0 +1,1 @@
+"""Converter chains from one source framework to one target format."""

@@ -1,0 +1,75 @@
+"""Keras model or TensorFlow SavedModel -> `.tflite` through TFLiteConverter."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from exporters.base import AppliedStage
+from exporters.routes.calibration import calibration_samples
+from pipeline.bundle import ModelBundle
+from pipeline.errors import ExportError
+from quantize import DynamicInt8Config, Fp16Config, Int8StaticConfig, QuantizationConfig
+
+KERAS_ROUTE = "Keras model.export (SavedModel, batch 1) -> TFLiteConverter.from_saved_model"
+SAVED_MODEL_ROUTE = "SavedModel -> TFLiteConverter.from_saved_model"
+TOOL = "tf.lite.TFLiteConverter"
+
+
+def _saved_model_dir(bundle: ModelBundle, scratch: Path) -> Path:
+    """The SavedModel to convert: the source itself, or the Keras model exported with batch 1."""
+    if bundle.framework == "tensorflow":
+        return Path(bundle.source.path)
+    import tensorflow as tf
+
+    spec = bundle.input_spec
+    path = scratch / "saved_model"
+    bundle.model.export(
+        str(path), format="tf_saved_model", verbose=False,
+        input_signature=[tf.TensorSpec([1, *spec.shape[1:]], tf.float32, name=spec.name)],
+    )
+    return path
+
+
+def _configure(converter: Any, bundle: ModelBundle, quantization: QuantizationConfig) -> None:
+    import tensorflow as tf
+
+    if isinstance(quantization, Fp16Config):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif isinstance(quantization, DynamicInt8Config):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif isinstance(quantization, Int8StaticConfig):
+        samples = calibration_samples(bundle, quantization.calibration_samples)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([sample[None]] for sample in samples)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter._experimental_disable_per_channel = not quantization.per_channel
+
+
+def converter_failure(exc: Exception, model_path: str) -> ExportError:
+    """An ExportError quoting the converter lines that name the failing ops."""
+    text = str(exc)
+    lines = [line.strip() for line in text.splitlines() if "op" in line.lower() and line.strip()]
+    detail = "; ".join(lines[:6]) or text[:800]
+    return ExportError(
+        f"The TFLite converter could not convert {model_path}: {detail}. Replace the unsupported "
+        "op in the model, or export to a target whose converter supports it (`pipeline routes`)."
+    )
+
+
+def convert_tf_to_tflite(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig) -> tuple[AppliedStage, ...]:
+    """Write `model_file`; returns the quantization stage applied (if any)."""
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="tflite-export-") as scratch:
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(_saved_model_dir(bundle, Path(scratch))))
+        _configure(converter, bundle, quantization)
+        try:
+            model_file.write_bytes(converter.convert())
+        except Exception as exc:  # the converter raises ConverterError and assorted others
+            raise converter_failure(exc, bundle.source.path) from None
+    if quantization.mode == "none":
+        return ()
+    return (AppliedStage("quantize", quantization.to_json(), TOOL),)

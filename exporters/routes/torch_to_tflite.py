@@ -1,0 +1,102 @@
+"""PyTorch -> `.tflite` through litert-torch; fp16/dynamic int8 through ai-edge-quantizer, int8 through PT2E."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from exporters.base import AppliedStage
+from exporters.routes.calibration import calibration_samples
+from pipeline.bundle import ModelBundle
+from pipeline.errors import ExportError
+from quantize import DynamicInt8Config, Fp16Config, Int8StaticConfig, QuantizationConfig
+
+ROUTE = "torch.export -> litert_torch.convert (batch 1)"
+
+FP16_RECIPE = [
+    {
+        "regex": ".*",
+        "operation": "*",
+        "algorithm_key": "float_casting",
+        "op_config": {
+            "weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"},
+            "compute_precision": "FLOAT",
+            "explicit_dequantize": True,
+        },
+    }
+]
+
+
+def _sample_args(bundle: ModelBundle) -> tuple[Any, ...]:
+    """A batch-1 example for tracing: a real sample when the bundle has data."""
+    import torch
+
+    data = bundle.eval_data or bundle.calibration_data
+    if data is not None:
+        return (torch.from_numpy(np.ascontiguousarray(data.x[:1], dtype=np.float32)),)
+    return (torch.zeros([1, *bundle.input_spec.shape[1:]], dtype=torch.float32),)
+
+
+def _convert(module: Any, args: tuple[Any, ...], model_file: Path, **kwargs: Any) -> None:
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    import litert_torch
+
+    try:
+        litert_torch.convert(module, args, **kwargs).export(str(model_file))
+    except Exception as exc:  # torch.export and the MLIR lowering raise many types
+        raise ExportError(
+            f"litert-torch could not convert {module.__class__.__name__}: {str(exc)[:800]}. "
+            "If torch.export cannot trace the model, make its forward free of data-dependent "
+            "Python control flow; if an op has no TFLite lowering, replace it."
+        ) from None
+
+
+def _pt2e_int8(bundle: ModelBundle, args: tuple[Any, ...], config: Int8StaticConfig) -> tuple[Any, Any]:
+    """Prepare, calibrate on real samples, and convert with litert-torch's PT2E quantizer."""
+    import torch
+    from litert_torch.quantize import pt2e_quantizer
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    samples = calibration_samples(bundle, config.calibration_samples)
+    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=config.per_channel, is_dynamic=False)
+    )
+    prepared = prepare_pt2e(torch.export.export(bundle.model, args).module(), quantizer)
+    with torch.no_grad():
+        for sample in samples:
+            prepared(torch.from_numpy(sample[None]))
+    return convert_pt2e(prepared, fold_quantize=False), QuantConfig(pt2e_quantizer=quantizer)
+
+
+def _ai_edge_quantize(float_file: Path, model_file: Path, recipe: Any) -> None:
+    from ai_edge_quantizer import quantizer
+
+    qt = quantizer.Quantizer(str(float_file))
+    qt.load_quantization_recipe(recipe)
+    qt.quantize().export_model(str(model_file), overwrite=True)
+
+
+def convert_torch_to_tflite(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig) -> tuple[AppliedStage, ...]:
+    """Write `model_file`; returns the quantization stage applied (if any)."""
+    args = _sample_args(bundle)
+    if isinstance(quantization, Int8StaticConfig):
+        module, quant_config = _pt2e_int8(bundle, args, quantization)
+        _convert(module, args, model_file, quant_config=quant_config)
+        return (AppliedStage("quantize", quantization.to_json(), "PT2E (litert_torch PT2EQuantizer) + litert_torch"),)
+    if isinstance(quantization, (Fp16Config, DynamicInt8Config)):
+        from ai_edge_quantizer import recipe
+
+        float_file = model_file.with_name("float.tflite.partial")
+        _convert(bundle.model, args, float_file)
+        chosen = FP16_RECIPE if isinstance(quantization, Fp16Config) else recipe.dynamic_wi8_afp32()
+        try:
+            _ai_edge_quantize(float_file, model_file, chosen)
+        finally:
+            float_file.unlink(missing_ok=True)
+        return (AppliedStage("quantize", quantization.to_json(), "ai-edge-quantizer"),)
+    _convert(bundle.model, args, model_file)
+    return ()

@@ -1,0 +1,41 @@
+"""TFLite / LiteRT target: one `model.tflite`, from Keras, TensorFlow or PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from exporters.base import ExportOutput
+from exporters.routes import tf_to_tflite, torch_to_tflite
+from pipeline.bundle import ModelBundle
+from quantize import QuantizationConfig
+
+MODEL_FILE = "model.tflite"
+
+
+class TFLiteExporter:
+    """Exports to `.tflite`, validated in the LiteRT interpreter."""
+
+    target = "tflite"
+    runtime = "litert"
+    routes = {
+        "keras": tf_to_tflite.KERAS_ROUTE,
+        "tensorflow": tf_to_tflite.SAVED_MODEL_ROUTE,
+        "torch": torch_to_tflite.ROUTE,
+    }
+    quantization_modes = ("none", "fp16", "dynamic-int8", "int8")
+
+    def export(self, bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig) -> ExportOutput:
+        model_file = out_dir / MODEL_FILE
+        if bundle.framework == "torch":
+            stages = torch_to_tflite.convert_torch_to_tflite(bundle, model_file, quantization)
+            packages = ("torch", "litert-torch", "ai-edge-quantizer", "torchao")
+        else:
+            stages = tf_to_tflite.convert_tf_to_tflite(bundle, model_file, quantization)
+            packages = ("tensorflow", "keras")
+        return ExportOutput(
+            model_file=MODEL_FILE,
+            files=(MODEL_FILE,),
+            route=self.routes[bundle.framework],
+            stages=stages,
+            toolchain_packages=(*packages, "ai-edge-litert"),
+        )

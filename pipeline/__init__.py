@@ -1,0 +1,1 @@
+"""Edge model pipeline: intake, optimization, export, validation and measurement of on-device models."""

@@ -1,0 +1,176 @@
+"""The `pipeline` command. Heavy frameworks are imported inside the subcommands only."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError, PipelineError
+
+EXIT_VALIDATION_FAILED = 1
+EXIT_USER_ERROR = 2
+
+
+def _quiet_frameworks() -> None:
+    """Silence framework start-up chatter; real failures still surface as exceptions."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'1,3,64,64' -> (1, 3, 64, 64); ConfigError on anything else."""
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(d < 1 for d in shape):
+        raise ConfigError(f"--input-shape '{text}' must be positive integers separated by commas, batch first, e.g. 1,3,64,64.")
+    return shape
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from pipeline.table import format_table
+    from pipeline.zoo import ZOO
+
+    rows = [(name, e.dataset, ", ".join(e.builders), f"{e.min_test_accuracy:.0%}", e.description) for name, e in ZOO.items()]
+    print(format_table(["model", "dataset", "frameworks", "min accuracy", "description"], rows))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pipeline.zoo.train import train_zoo_model
+
+    trained = train_zoo_model(args.name, args.framework, Path(args.out) if args.out else None, args.seed)
+    print(f"Trained {args.name} ({trained.framework}) in {trained.train_seconds:.1f} s: "
+          f"test accuracy {trained.test_accuracy:.2%}. Saved {trained.path} (+ card).")
+    return 0
+
+
+def _load_bundle(args: argparse.Namespace) -> Any:
+    from pipeline.datasets.npz import load_npz
+    from pipeline.intake import load_model
+
+    shape = parse_shape(args.input_shape) if args.input_shape else None
+    bundle = load_model(args.model, weights=Path(args.weights) if args.weights else None, input_shape=shape)
+    layout = bundle.input_spec.layout
+    eval_data = load_npz(Path(args.eval_data), layout) if args.eval_data else None
+    calibration = load_npz(Path(args.calibration), layout) if args.calibration else None
+    return bundle.with_data(eval_data=eval_data, calibration_data=calibration)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from exporters import EXPORTERS
+    from pipeline.export import export_bundle
+    from quantize import quantization_config
+
+    EXPORTERS.get(args.target)  # fail fast on a bad target, before loading any model
+    options = {"calibration_samples": args.calibration_samples} if args.quantize == "int8" else {}
+    quantization = quantization_config(args.quantize, **options)
+    out = Path(args.out) if args.out else Path("workspace/artifacts") / f"{Path(args.model).stem}-{args.target}-{args.quantize}"
+    with contextlib.redirect_stdout(sys.stderr):  # converters print progress; stdout stays for results
+        bundle = _load_bundle(args)
+        result = export_bundle(bundle, args.target, quantization, out, run_validation=not args.no_validate)
+    manifest = result.manifest
+    if args.json:
+        print(json.dumps(manifest, indent=2))
+    else:
+        _print_export_summary(result.out_dir, manifest)
+    if result.validation_passed is False:
+        print(f"VALIDATION FAILED for {out}: {'; '.join(manifest['validation']['failures'])}. "
+              "The artifact was written with validation.passed = false.", file=sys.stderr)
+        return EXIT_VALIDATION_FAILED
+    return 0
+
+
+def _print_export_summary(out_dir: Path, manifest: dict[str, Any]) -> None:
+    validation = manifest["validation"]
+    print(f"Exported {manifest['source']['path']} -> {out_dir / manifest['model_file']}")
+    print(f"  size {manifest['size_bytes']:,} B (gzip {manifest['size_bytes_gzip']:,} B), "
+          f"export {manifest['export_seconds']:.2f} s")
+    if validation.get("skipped"):
+        print("  validation skipped (--no-validate)")
+        return
+    accuracy = ""
+    if validation["source_accuracy"] is not None:
+        accuracy = f", accuracy {validation['source_accuracy']:.2%} -> {validation['artifact_accuracy']:.2%}"
+    print(f"  validation {'passed' if validation['passed'] else 'FAILED'} on {validation['samples']} samples "
+          f"({validation['runtime']}/{validation['delegate']}): top-1 agreement {validation['top1_agreement']:.2%}, "
+          f"max abs error {validation['max_abs_error']:.3g}{accuracy}")
+
+
+def cmd_routes(args: argparse.Namespace) -> int:
+    from exporters import EXPORTERS
+    from pipeline.table import format_table
+
+    rows = [(fw, target, chain) for target, exporter in EXPORTERS.items() for fw, chain in exporter.routes.items()]
+    print(format_table(["source", "target", "converter chain"], rows))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import run_demo
+
+    with contextlib.redirect_stdout(sys.stderr):
+        table = run_demo(Path(args.workspace), retrain=args.retrain)
+    print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pipeline",
+        description="Export Keras and PyTorch models to TFLite/LiteRT, validated on real data.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("zoo", help="list the reference models").set_defaults(handler=cmd_zoo)
+    sub.add_parser("routes", help="show which source frameworks reach which targets").set_defaults(handler=cmd_routes)
+
+    train = sub.add_parser("train", help="train a reference model on its bundled dataset")
+    train.add_argument("name", help="zoo model name (see `pipeline zoo`)")
+    train.add_argument("--framework", required=True, help="keras or torch")
+    train.add_argument("--out", help="model file (.keras for keras, .pt2 for torch)")
+    train.add_argument("--seed", type=int, default=None, help="training and split seed (default: the zoo's)")
+    train.set_defaults(handler=cmd_train)
+
+    export = sub.add_parser("export", help="export a model to an on-device format and validate it")
+    export.add_argument("model", help=".keras file, SavedModel dir, .pt2 file, or package.module:factory")
+    export.add_argument("--target", default="tflite", help="target format (default: tflite)")
+    export.add_argument("--quantize", default="none", help="none, fp16, dynamic-int8 or int8 (default: none)")
+    export.add_argument("--out", help="artifact directory (default: workspace/artifacts/MODEL-TARGET-MODE)")
+    export.add_argument("--weights", help="state dict for a package.module:factory model (loaded with weights_only)")
+    export.add_argument("--input-shape", help="input shape, batch first, when the model cannot tell (e.g. 1,3,64,64)")
+    export.add_argument("--eval-data", help=".npz with 'x' (and labels 'y') to validate on (default: the model card's)")
+    export.add_argument("--calibration", help=".npz with 'x' for int8 calibration (default: the model card's)")
+    export.add_argument("--calibration-samples", type=int, default=200, help="int8 calibration samples (default: 200)")
+    export.add_argument("--no-validate", action="store_true", help="skip validation (recorded in the manifest)")
+    export.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    export.set_defaults(handler=cmd_export)
+
+    demo = sub.add_parser("demo", help="train the reference models and compare their TFLite exports")
+    demo.add_argument("--workspace", default="workspace", help="where models and artifacts go (default: workspace)")
+    demo.add_argument("--retrain", action="store_true", help="retrain even if the models exist")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_frameworks()
+    try:
+        return args.handler(args)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; no partial artifact was published.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

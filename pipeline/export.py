@@ -1,0 +1,97 @@
+"""Export orchestration: exporter -> validation in the real runtime -> manifest, written atomically."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.bundle import ModelBundle
+from pipeline.errors import DataError, UnsupportedRouteError
+from pipeline.files import staged_directory, write_json_atomic
+from pipeline.manifest import MANIFEST_FILE, build_manifest
+from pipeline.validation import ValidationResult, validate
+from quantize import QuantizationConfig
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the artifact went, its manifest, and whether validation passed."""
+
+    out_dir: Path
+    manifest: dict[str, Any]
+
+    @property
+    def validation_passed(self) -> bool | None:
+        return self.manifest["validation"].get("passed")
+
+
+def check_route(exporter: Any, framework: str, quantization: QuantizationConfig) -> None:
+    """Raise UnsupportedRouteError if `exporter` cannot take `framework` or express `quantization`."""
+    if framework not in exporter.routes:
+        routes = ", ".join(f"{fw} -> {exporter.target}" for fw in exporter.routes)
+        raise UnsupportedRouteError(
+            f"No route from {framework} to {exporter.target}. Routes to {exporter.target}: {routes}. "
+            "See `pipeline routes`."
+        )
+    if quantization.mode not in exporter.quantization_modes:
+        raise UnsupportedRouteError(
+            f"Quantization '{quantization.mode}' cannot be expressed for target {exporter.target}. "
+            f"Options: {', '.join(exporter.quantization_modes)}."
+        )
+
+
+def _signature(session: Any) -> dict[str, Any]:
+    describe = getattr(session, "input_details", None)
+    if describe is None:
+        return {}
+    def tensor(detail: dict[str, Any]) -> dict[str, Any]:
+        scale, zero_point = detail["quantization"]
+        return {"name": detail["name"], "shape": [int(d) for d in detail["shape"]],
+                "dtype": detail["dtype"].__name__, "scale": scale, "zero_point": zero_point}
+    return {"inputs": [tensor(session.input_details())], "outputs": [tensor(session.output_details())]}
+
+
+def export_bundle(
+    bundle: ModelBundle,
+    target: str,
+    quantization: QuantizationConfig,
+    out_dir: Path,
+    *,
+    run_validation: bool = True,
+) -> ExportResult:
+    """Export `bundle` to `target` in `out_dir`, validate it in its runtime and write the manifest.
+
+    Nothing appears at `out_dir` unless every step succeeds; a failed
+    validation still writes the artifact, with `validation.passed` false.
+    """
+    from device_runtime import RUNTIMES
+    from exporters import EXPORTERS
+
+    exporter = EXPORTERS.get(target)
+    check_route(exporter, bundle.framework, quantization)
+    if run_validation and bundle.eval_data is None:
+        raise DataError(
+            f"{bundle.source.path} has no evaluation data, so the artifact cannot be validated: pass "
+            "--eval-data FILE.npz (array 'x' shaped like the model input, optional labels 'y'), "
+            "or --no-validate to skip validation (the manifest then says so)."
+        )
+    with staged_directory(out_dir, marker=MANIFEST_FILE) as staging:
+        started = time.perf_counter()
+        output = exporter.export(bundle, staging, quantization)
+        export_seconds = time.perf_counter() - started
+        session = RUNTIMES.get(exporter.runtime).load(staging / output.model_file, delegate="xnnpack")
+        validation: ValidationResult | None = None
+        try:
+            if run_validation:
+                validation = validate(bundle, session, quantization.mode, exporter.runtime)
+            signature = _signature(session)
+        finally:
+            session.close()
+        manifest = build_manifest(
+            target=target, bundle=bundle, output=output, out_dir=staging,
+            validation=validation, export_seconds=export_seconds, signature=signature,
+        )
+        write_json_atomic(staging / MANIFEST_FILE, manifest)
+    return ExportResult(out_dir=out_dir, manifest=manifest)

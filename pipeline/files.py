@@ -1,0 +1,101 @@
+"""File helpers: content hashes, gzip sizes and atomic writes."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError
+
+CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of one file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_path(path: Path) -> str:
+    """Hex SHA-256 of a file, or of a directory's relative names and file bytes."""
+    if path.is_file():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(item.relative_to(path)).encode())
+        digest.update(sha256_file(item).encode())
+    return digest.hexdigest()
+
+
+def gzip_size(path: Path, level: int = 9) -> int:
+    """Bytes of `path` after gzip at `level` (what a download over HTTP would carry)."""
+    return len(gzip.compress(path.read_bytes(), compresslevel=level, mtime=0))
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON next to `path` and rename it into place, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2, sort_keys=False)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def staged_file(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.stem}.partial{path.suffix}"
+    tmp.unlink(missing_ok=True)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def staged_directory(out_dir: Path, marker: str = "manifest.json") -> Iterator[Path]:
+    """Yield an empty temporary directory that replaces `out_dir` only if the block succeeds.
+
+    An existing `out_dir` is replaced only when it is empty or holds `marker`
+    (a previous artifact); anything else raises ConfigError and is left untouched.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"Output path {out_dir} is a file; pass a directory for --out.")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / marker).exists():
+        raise ConfigError(
+            f"Output directory {out_dir} is not empty and holds no {marker}; "
+            "choose a new --out directory so nothing of yours is overwritten."
+        )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".partial"))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would make the published artifact private
+    try:
+        yield tmp
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

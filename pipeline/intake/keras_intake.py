@@ -1,0 +1,72 @@
+"""Keras `.keras` files and TensorFlow SavedModel directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.bundle import TensorSpec
+from pipeline.errors import IntakeError
+
+
+def _layout_for_rank(rank: int) -> str:
+    return {4: "NHWC", 2: "NC"}.get(rank, f"rank{rank}")
+
+
+def _single_input_error(path: Path, count: int) -> IntakeError:
+    return IntakeError(f"{path} has {count} inputs; the pipeline takes models with exactly one input tensor.")
+
+
+def load_keras_file(path: Path) -> tuple[Any, TensorSpec]:
+    """Load a `.keras` archive with Keras safe mode on (no arbitrary code in lambdas)."""
+    import keras
+
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types for corrupt archives
+        raise IntakeError(
+            f"Could not read Keras model {path}: {exc}. The file must be a complete `.keras` "
+            "archive written by `model.save(...)`; re-save it, or check that it was fully copied."
+        ) from None
+    if len(model.inputs) != 1:
+        raise _single_input_error(path, len(model.inputs))
+    tensor = model.inputs[0]
+    shape = tuple(None if d is None else int(d) for d in tensor.shape)
+    name = getattr(tensor, "name", None) or "input"
+    return model, TensorSpec(name=name, shape=shape, dtype=str(tensor.dtype), layout=_layout_for_rank(len(shape)))
+
+
+def load_saved_model(path: Path) -> tuple[Any, TensorSpec]:
+    """Load a SavedModel directory and describe its `serving_default` signature."""
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as exc:
+        raise IntakeError(f"Could not read SavedModel {path}: {exc}. Re-export it with tf.saved_model.save.") from None
+    signature = loaded.signatures.get("serving_default")
+    if signature is None:
+        raise IntakeError(f"SavedModel {path} has no 'serving_default' signature; export one with tf.saved_model.save.")
+    inputs = signature.structured_input_signature[1]
+    if len(inputs) != 1:
+        raise _single_input_error(path, len(inputs))
+    name, spec = next(iter(inputs.items()))
+    shape = tuple(spec.shape.as_list())
+    return loaded, TensorSpec(name=name, shape=shape, dtype=spec.dtype.name, layout=_layout_for_rank(len(shape)))
+
+
+def predict_keras(model: Any, x: np.ndarray) -> np.ndarray:
+    """Inference-mode forward pass on one batch."""
+    return np.asarray(model(x, training=False))
+
+
+def predict_saved_model(loaded: Any, x: np.ndarray) -> np.ndarray:
+    """Run the `serving_default` signature on one batch (its first output)."""
+    import tensorflow as tf
+
+    signature = loaded.signatures["serving_default"]
+    name = next(iter(signature.structured_input_signature[1]))
+    result = signature(**{name: tf.constant(x)})
+    return np.asarray(next(iter(result.values())))

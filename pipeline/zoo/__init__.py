@@ -1,0 +1,38 @@
+"""The reference model zoo: the same architectures in Keras and PyTorch, trained on bundled data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.registry import Registry
+from pipeline.zoo import digits_cnn
+from pipeline.zoo.training import TrainConfig
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """A reference architecture: builders per framework, its dataset and training recipe."""
+
+    name: str
+    description: str
+    dataset: str
+    builders: dict[str, Callable[[], Any]]
+    train_config: TrainConfig = field(default_factory=TrainConfig)
+    min_test_accuracy: float = 0.0
+
+
+ZOO: Registry[ZooEntry] = Registry("zoo model")
+
+ZOO.register(
+    "digits-cnn",
+    ZooEntry(
+        name="digits-cnn",
+        description="Small CNN (38k params) for 8x8 handwritten digits (scikit-learn load_digits)",
+        dataset="digits",
+        builders={"keras": digits_cnn.build_keras, "torch": digits_cnn.build_torch},
+        train_config=TrainConfig(epochs=30),
+        min_test_accuracy=0.97,
+    ),
+)

@@ -1,0 +1,21 @@
+"""Optimization stages. Quantization configs are plain frozen data honoured by the exporters."""
+
+from quantize.config import (
+    QUANTIZATION_MODES,
+    DynamicInt8Config,
+    Fp16Config,
+    Int8StaticConfig,
+    NoQuantization,
+    QuantizationConfig,
+    quantization_config,
+)
+
+__all__ = [
+    "QUANTIZATION_MODES",
+    "DynamicInt8Config",
+    "Fp16Config",
+    "Int8StaticConfig",
+    "NoQuantization",
+    "QuantizationConfig",
+    "quantization_config",
+]
