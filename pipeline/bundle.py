@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,7 @@ class TensorSpec:
         """Raise DataError unless `x` is a batch matching this spec (any batch size)."""
         expected = self.shape[1:]
         actual = tuple(x.shape[1:])
-        ok = x.ndim == len(self.shape) and all(e is None or e == a for e, a in zip(expected, actual))
+        ok = x.ndim == len(self.shape) and all(e is None or e == a for e, a in zip(expected, actual, strict=False))
         if not ok:
             raise DataError(
                 f"{what} has samples of shape {list(actual)} but input '{self.name}' expects "

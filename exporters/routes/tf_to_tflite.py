@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -48,15 +49,26 @@ def _configure(converter: Any, bundle: ModelBundle, quantization: QuantizationCo
         converter._experimental_disable_per_channel = not quantization.per_channel
 
 
+def unsupported_ops(message: str) -> list[str]:
+    """TF op names the converter rejected, read from its error text (in order, no repeats)."""
+    names = re.findall(r"'tf\.(\w+)' op", message)
+    for listed in re.findall(r"(?:TF Select|Flex) ops: ([\w, ]+)", message):
+        names += [name.strip() for name in listed.split(",")]
+    return list(dict.fromkeys(name for name in names if name))
+
+
 def converter_failure(exc: Exception, model_path: str) -> ExportError:
-    """An ExportError quoting the converter lines that name the failing ops."""
+    """An ExportError naming the ops the converter could not take (or its first message line)."""
     text = str(exc)
-    lines = [line.strip() for line in text.splitlines() if "op" in line.lower() and line.strip()]
-    detail = "; ".join(lines[:6]) or text[:800]
-    return ExportError(
-        f"The TFLite converter could not convert {model_path}: {detail}. Replace the unsupported "
-        "op in the model, or export to a target whose converter supports it (`pipeline routes`)."
-    )
+    ops = unsupported_ops(text)
+    if ops:
+        return ExportError(
+            f"The TFLite converter cannot convert {model_path}: op(s) {', '.join(ops)} are not TFLite "
+            "builtins (they would need TF Select kernels, which the standard LiteRT runtime lacks). "
+            "Replace them in the model, or export to another target (`pipeline routes`)."
+        )
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return ExportError(f"The TFLite converter failed on {model_path}: {first[:500]}")
 
 
 def convert_tf_to_tflite(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig) -> tuple[AppliedStage, ...]:

@@ -67,7 +67,7 @@ def _apply_input_shape(spec: TensorSpec, input_shape: tuple[int, ...] | None, re
             )
         return spec
     if len(input_shape) != len(spec.shape) or any(
-        known is not None and known != given for known, given in zip(spec.shape[1:], input_shape[1:])
+        known is not None and known != given for known, given in zip(spec.shape[1:], input_shape[1:], strict=True)
     ):
         raise IntakeError(
             f"--input-shape {','.join(map(str, input_shape))} does not match the model's input "

@@ -1,0 +1,52 @@
+"""Shared fixtures: the reference models, trained once per test session on the bundled digits."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def keras_model_path(models_dir: Path) -> Path:
+    from pipeline.zoo.train import train_zoo_model
+
+    return train_zoo_model("digits-cnn", "keras", models_dir / "digits-cnn-keras.keras").path
+
+
+@pytest.fixture(scope="session")
+def torch_model_path(models_dir: Path) -> Path:
+    from pipeline.zoo.train import train_zoo_model
+
+    return train_zoo_model("digits-cnn", "torch", models_dir / "digits-cnn-torch.pt2").path
+
+
+@pytest.fixture(scope="session")
+def model_paths(keras_model_path: Path, torch_model_path: Path) -> dict[str, Path]:
+    return {"keras": keras_model_path, "torch": torch_model_path}
+
+
+@pytest.fixture(scope="session")
+def digits_npz(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The digits test split as user-style .npz files, one per layout."""
+    import numpy as np
+
+    from pipeline.datasets import load_dataset
+
+    folder = tmp_path_factory.mktemp("data")
+    test = load_dataset("digits").test
+    paths = {}
+    for layout in ("NHWC", "NCHW"):
+        data = test.in_layout(layout)
+        paths[layout] = folder / f"digits-{layout}.npz"
+        np.savez(paths[layout], x=data.x, y=data.y)
+    return paths

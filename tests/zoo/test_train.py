@@ -1,0 +1,35 @@
+import json
+
+import pytest
+
+from pipeline.errors import ConfigError, UnknownNameError
+from pipeline.intake.card import card_path
+from pipeline.zoo import ZOO
+from pipeline.zoo.train import train_zoo_model
+
+
+@pytest.mark.parametrize("framework", ["keras", "torch"])
+def test_reference_cnn_reaches_zoo_accuracy_and_writes_a_card(model_paths, framework):
+    card = json.loads(card_path(model_paths[framework]).read_text())
+    assert card["dataset"] == "digits"
+    assert card["training"]["test_accuracy"] >= ZOO.get("digits-cnn").min_test_accuracy
+
+
+def test_both_frameworks_build_the_same_architecture():
+    import numpy as np
+
+    entry = ZOO.get("digits-cnn")
+    keras_params = entry.builders["keras"]().count_params()
+    torch_params = sum(int(np.prod(p.shape)) for p in entry.builders["torch"]().parameters())
+    assert keras_params == torch_params == 38282
+
+
+def test_unknown_zoo_model_suggests_the_closest(tmp_path):
+    with pytest.raises(UnknownNameError, match="Did you mean 'digits-cnn'"):
+        train_zoo_model("digit-cnn", "torch", tmp_path / "m.pt2")
+
+
+def test_wrong_extension_for_framework_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"\.pt2"):
+        train_zoo_model("digits-cnn", "torch", tmp_path / "m.keras")
+    assert not list(tmp_path.iterdir())
