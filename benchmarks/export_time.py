@@ -27,18 +27,18 @@ def main() -> None:
     import contextlib
     import sys
 
-    from pipeline.demo import ensure_trained
+    from pipeline.demo import MODES, ensure_trained
     from pipeline.export import export_bundle
     from pipeline.intake import load_model
     from pipeline.table import format_table
-    from quantize import QUANTIZATION_MODES, quantization_config
+    from quantize import quantization_config
 
     rows = []
     with tempfile.TemporaryDirectory() as scratch, contextlib.redirect_stdout(sys.stderr):
         for framework in ("keras", "torch"):
             bundle = load_model(str(ensure_trained("digits-cnn", framework, Path(args.workspace) / "models", False)))
             export_bundle(bundle, "tflite", quantization_config("none"), Path(scratch) / "warmup")
-            for mode in QUANTIZATION_MODES.names():
+            for mode in MODES:
                 convert, total = [], []
                 for repeat in range(args.repeats):
                     started = time.perf_counter()

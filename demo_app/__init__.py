@@ -1,0 +1,1 @@
+"""The Streamlit comparison app: reads manifests and results; owns no benchmark logic."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,9 @@ def _quiet_frameworks() -> None:
     """Silence framework start-up chatter; real failures still surface as exceptions."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    logging.getLogger("torchao").setLevel(logging.ERROR)
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

@@ -10,9 +10,10 @@ from pipeline.intake.card import card_path
 from pipeline.table import format_table
 from pipeline.zoo import ZOO
 from pipeline.zoo.train import default_model_path, train_zoo_model
-from quantize import QUANTIZATION_MODES, quantization_config
+from quantize import quantization_config
 
 TARGET = "tflite"
+MODES = ("none", "fp16", "dynamic-int8", "int8")
 
 
 def ensure_trained(name: str, framework: str, models_dir: Path, retrain: bool) -> Path:
@@ -47,7 +48,7 @@ def run_demo(workspace: Path, retrain: bool = False) -> str:
         for framework in entry.builders:
             path = ensure_trained(name, framework, workspace / "models", retrain)
             bundle = load_model(str(path))
-            for mode in QUANTIZATION_MODES.names():
+            for mode in MODES:
                 out = workspace / "artifacts" / f"{name}-{framework}" / f"{TARGET}-{mode}"
                 result = export_bundle(bundle, TARGET, quantization_config(mode), out)
                 results.append((name, framework, mode, result))

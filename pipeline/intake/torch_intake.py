@@ -62,7 +62,10 @@ def load_pt2(path: Path) -> tuple[Any, TensorSpec]:
     shape = tuple(int(d) if isinstance(d, int) else None for d in value.shape)
     dtype = str(value.dtype).removeprefix("torch.")
     spec = TensorSpec(name=placeholders[0].name, shape=shape, dtype=dtype, layout=_layout_for_rank(len(shape)))
-    return program.module(), spec
+    module = program.module()
+    for submodule in module.modules():  # the program was traced in eval mode; say so
+        submodule.training = False
+    return module, spec
 
 
 def parse_factory(reference: str) -> tuple[str, str]:

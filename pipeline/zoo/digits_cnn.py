@@ -2,7 +2,7 @@
 
 conv3x3(16) -> conv3x3(32) -> maxpool2 -> flatten -> dense(64) -> dense(10) -> softmax.
 Both frameworks use 'same' padding and ReLU, so layer shapes and parameter
-counts match (38,218 parameters).
+counts match (38,282 parameters).
 """
 
 from __future__ import annotations

@@ -100,3 +100,16 @@ def test_corrupt_and_truncated_files(model_paths, tmp_path, suffix):
 def test_input_shape_that_contradicts_the_model(keras_model_path):
     with pytest.raises(IntakeError, match=r"does not match the model's input \[None, 8, 8, 1\]"):
         load_model(str(keras_model_path), input_shape=(1, 8, 8, 3))
+
+
+def test_pt2_loading_never_falls_back_to_full_unpickling(tmp_path):
+    """torch.export.load retries with weights_only=False on failure; intake forbids that retry."""
+    import torch
+
+    from pipeline.intake.torch_intake import _tensors_only_unpickling
+
+    payload = tmp_path / "object.bin"
+    torch.save(argparse.Namespace(payload=1), payload)
+    with _tensors_only_unpickling(), pytest.raises(pickle.UnpicklingError):
+        torch.load(payload, weights_only=False)
+    assert isinstance(torch.load(payload, weights_only=False), argparse.Namespace)
