@@ -1,19 +1,22 @@
 # Two commands: `make demo` (set up, then run the main job) and `make test` (set up, then the tests).
+# Needs python3.11 and Node.js 20 with npm (for the TF.js runner).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)
+TFJS_RUNNER := device_runtime/tfjs_node
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml $(TFJS_RUNNER)/package-lock.json | sha256sum | cut -c1-12)
 
 .PHONY: setup demo test lint clean
 
 setup: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml $(TFJS_RUNNER)/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "pip==26.3"
 	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/pip check
+	npm ci --prefix $(TFJS_RUNNER) --no-audit --no-fund --loglevel=error
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -109,3 +109,18 @@ class LiteRTRuntime:
                 "TFLite flatbuffer; re-export it."
             ) from None
         return LiteRTSession(interpreter, delegate)
+
+
+def tflite_delegation_report(model_path: Path) -> dict[str, Any]:
+    """Which ops XNNPACK takes: the plan with reference kernels vs the plan with the delegate."""
+    runtime = LiteRTRuntime()
+    all_ops = runtime.load(model_path, "cpu").op_names()
+    remaining = [op for op in runtime.load(model_path, "xnnpack").op_names() if op != "DELEGATE"]
+    delegated = len(all_ops) - len(remaining)
+    return {
+        "delegate": "xnnpack",
+        "ops_total": len(all_ops),
+        "ops_delegated": delegated,
+        "delegated_share": round(delegated / len(all_ops), 4) if all_ops else 0.0,
+        "ops_not_delegated": sorted(set(remaining)),
+    }

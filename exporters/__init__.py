@@ -1,10 +1,14 @@
 """Exporters, one per target format, registered by target name."""
 
 from exporters.base import AppliedStage, Exporter, ExportOutput
+from exporters.executorch import ExecuTorchExporter
+from exporters.tfjs import TFJSExporter
 from exporters.tflite import TFLiteExporter
 from pipeline.registry import Registry
 
 EXPORTERS: Registry[Exporter] = Registry("target")
 EXPORTERS.register("tflite", TFLiteExporter())
+EXPORTERS.register("executorch", ExecuTorchExporter())
+EXPORTERS.register("tfjs", TFJSExporter())
 
-__all__ = ["EXPORTERS", "AppliedStage", "ExportOutput", "Exporter", "TFLiteExporter"]
+__all__ = ["EXPORTERS", "AppliedStage", "ExecuTorchExporter", "ExportOutput", "Exporter", "TFJSExporter", "TFLiteExporter"]

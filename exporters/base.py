@@ -29,8 +29,10 @@ class ExportOutput:
     model_file: str
     files: tuple[str, ...]
     route: str
+    validation_delegate: str
     stages: tuple[AppliedStage, ...] = ()
     toolchain_packages: tuple[str, ...] = ()
+    delegation: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -41,5 +43,8 @@ class Exporter(Protocol):
     runtime: str
     routes: dict[str, str]
     quantization_modes: tuple[str, ...]
+    config_cls: type[Any]
 
-    def export(self, bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig) -> ExportOutput: ...
+    def export(
+        self, bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig, config: Any
+    ) -> ExportOutput: ...

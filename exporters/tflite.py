@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from exporters.base import ExportOutput
@@ -12,11 +13,17 @@ from quantize import QuantizationConfig
 MODEL_FILE = "model.tflite"
 
 
+@dataclass(frozen=True)
+class TFLiteConfig:
+    """TFLite export options (none yet beyond quantization); validation runs on XNNPACK."""
+
+
 class TFLiteExporter:
     """Exports to `.tflite`, validated in the LiteRT interpreter."""
 
     target = "tflite"
     runtime = "litert"
+    config_cls = TFLiteConfig
     routes = {
         "keras": tf_to_tflite.KERAS_ROUTE,
         "tensorflow": tf_to_tflite.SAVED_MODEL_ROUTE,
@@ -24,7 +31,9 @@ class TFLiteExporter:
     }
     quantization_modes = ("none", "fp16", "dynamic-int8", "int8")
 
-    def export(self, bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig) -> ExportOutput:
+    def export(self, bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig, config: TFLiteConfig) -> ExportOutput:
+        from device_runtime.litert import tflite_delegation_report
+
         model_file = out_dir / MODEL_FILE
         if bundle.framework == "torch":
             stages = torch_to_tflite.convert_torch_to_tflite(bundle, model_file, quantization)
@@ -36,6 +45,8 @@ class TFLiteExporter:
             model_file=MODEL_FILE,
             files=(MODEL_FILE,),
             route=self.routes[bundle.framework],
+            validation_delegate="xnnpack",
             stages=stages,
             toolchain_packages=(*packages, "ai-edge-litert"),
+            delegation=tflite_delegation_report(model_file),
         )

@@ -73,13 +73,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pipeline.export import export_bundle
     from quantize import quantization_config
 
-    EXPORTERS.get(args.target)  # fail fast on a bad target, before loading any model
+    exporter = EXPORTERS.get(args.target)  # fail fast on a bad target, before loading any model
     options = {"calibration_samples": args.calibration_samples} if args.quantize == "int8" else {}
     quantization = quantization_config(args.quantize, **options)
+    config = _exporter_config(exporter, args)
     out = Path(args.out) if args.out else Path("workspace/artifacts") / f"{Path(args.model).stem}-{args.target}-{args.quantize}"
     with contextlib.redirect_stdout(sys.stderr):  # converters print progress; stdout stays for results
         bundle = _load_bundle(args)
-        result = export_bundle(bundle, args.target, quantization, out, run_validation=not args.no_validate)
+        result = export_bundle(bundle, args.target, quantization, out, config=config, run_validation=not args.no_validate)
     manifest = result.manifest
     if args.json:
         print(json.dumps(manifest, indent=2))
@@ -90,6 +91,21 @@ def cmd_export(args: argparse.Namespace) -> int:
               "The artifact was written with validation.passed = false.", file=sys.stderr)
         return EXIT_VALIDATION_FAILED
     return 0
+
+
+TARGET_OPTIONS = {"delegate": "--delegate", "shard_size_bytes": "--shard-size"}
+
+
+def _exporter_config(exporter: Any, args: argparse.Namespace) -> Any:
+    """The target's config from the flags that were given; a flag the target does not take is an error."""
+    import dataclasses
+
+    given = {name: getattr(args, name) for name in TARGET_OPTIONS if getattr(args, name) is not None}
+    accepted = {field.name for field in dataclasses.fields(exporter.config_cls)}
+    for name in given.keys() - accepted:
+        takes = ", ".join(TARGET_OPTIONS[a] for a in sorted(accepted & TARGET_OPTIONS.keys())) or "no target options"
+        raise ConfigError(f"{TARGET_OPTIONS[name]} does not apply to target {exporter.target} (it takes {takes}).")
+    return exporter.config_cls(**given)
 
 
 def _print_export_summary(out_dir: Path, manifest: dict[str, Any]) -> None:
@@ -106,6 +122,12 @@ def _print_export_summary(out_dir: Path, manifest: dict[str, Any]) -> None:
     print(f"  validation {'passed' if validation['passed'] else 'FAILED'} on {validation['samples']} samples "
           f"({validation['runtime']}/{validation['delegate']}): top-1 agreement {validation['top1_agreement']:.2%}, "
           f"max abs error {validation['max_abs_error']:.3g}{accuracy}")
+    delegation = manifest.get("delegation") or {}
+    if delegation:
+        print(f"  delegation: {delegation['ops_delegated']}/{delegation['ops_total']} ops on {delegation['delegate']}"
+              + (f"; not delegated: {', '.join(delegation['ops_not_delegated'])}" if delegation["ops_not_delegated"] else ""))
+    if "warning" in delegation:
+        print(f"  WARNING: {delegation['warning']}")
 
 
 def cmd_routes(args: argparse.Namespace) -> int:
@@ -129,7 +151,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pipeline",
-        description="Export Keras and PyTorch models to TFLite/LiteRT, validated on real data.",
+        description="Export Keras and PyTorch models to TFLite/LiteRT, TF.js and ExecuTorch, validated on real data.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -146,8 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export a model to an on-device format and validate it")
     export.add_argument("model", help=".keras file, SavedModel dir, .pt2 file, or package.module:factory")
     export.add_argument("--target", default="tflite", help="target format (default: tflite)")
-    export.add_argument("--quantize", default="none", help="none, fp16, dynamic-int8 or int8 (default: none)")
+    export.add_argument("--quantize", default="none", help="none, fp16, dynamic-int8, int8 (tflite, executorch); uint8, uint16 (tfjs) (default: none)")
     export.add_argument("--out", help="artifact directory (default: workspace/artifacts/MODEL-TARGET-MODE)")
+    export.add_argument("--delegate", help="executorch: xnnpack (default) or none (portable kernels)")
+    export.add_argument("--shard-size", dest="shard_size_bytes", type=int,
+                        help="tfjs: weight shard size in bytes (default: 4194304)")
     export.add_argument("--weights", help="state dict for a package.module:factory model (loaded with weights_only)")
     export.add_argument("--input-shape", help="input shape, batch first, when the model cannot tell (e.g. 1,3,64,64)")
     export.add_argument("--eval-data", help=".npz with 'x' (and labels 'y') to validate on (default: the model card's)")

@@ -53,12 +53,24 @@ def _signature(session: Any) -> dict[str, Any]:
     return {"inputs": [tensor(session.input_details())], "outputs": [tensor(session.output_details())]}
 
 
+def flag_fallbacks(delegation: dict[str, Any], quantization: QuantizationConfig) -> dict[str, Any]:
+    """Add a warning when a quantized model has ops the delegate did not take."""
+    if quantization.mode != "none" and delegation.get("delegate") not in (None, "none") and delegation.get("ops_not_delegated"):
+        ops = ", ".join(delegation["ops_not_delegated"])
+        delegation = {**delegation, "warning": (
+            f"{quantization.mode} model has ops outside the {delegation['delegate']} delegate ({ops}); "
+            "they run on slower fallback kernels and can make it slower than float."
+        )}
+    return delegation
+
+
 def export_bundle(
     bundle: ModelBundle,
     target: str,
     quantization: QuantizationConfig,
     out_dir: Path,
     *,
+    config: Any = None,
     run_validation: bool = True,
 ) -> ExportResult:
     """Export `bundle` to `target` in `out_dir`, validate it in its runtime and write the manifest.
@@ -70,6 +82,7 @@ def export_bundle(
     from exporters import EXPORTERS
 
     exporter = EXPORTERS.get(target)
+    config = config if config is not None else exporter.config_cls()
     check_route(exporter, bundle.framework, quantization)
     if run_validation and bundle.eval_data is None:
         raise DataError(
@@ -79,9 +92,9 @@ def export_bundle(
         )
     with staged_directory(out_dir, marker=MANIFEST_FILE) as staging:
         started = time.perf_counter()
-        output = exporter.export(bundle, staging, quantization)
+        output = exporter.export(bundle, staging, quantization, config)
         export_seconds = time.perf_counter() - started
-        session = RUNTIMES.get(exporter.runtime).load(staging / output.model_file, delegate="xnnpack")
+        session = RUNTIMES.get(exporter.runtime).load(staging / output.model_file, delegate=output.validation_delegate)
         validation: ValidationResult | None = None
         try:
             if run_validation:
@@ -92,6 +105,7 @@ def export_bundle(
         manifest = build_manifest(
             target=target, bundle=bundle, output=output, out_dir=staging,
             validation=validation, export_seconds=export_seconds, signature=signature,
+            delegation=flag_fallbacks(output.delegation, quantization), config=config,
         )
         write_json_atomic(staging / MANIFEST_FILE, manifest)
     return ExportResult(out_dir=out_dir, manifest=manifest)

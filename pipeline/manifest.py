@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ def build_manifest(
     validation: ValidationResult | None,
     export_seconds: float,
     signature: dict[str, Any],
+    delegation: dict[str, Any],
+    config: Any,
 ) -> dict[str, Any]:
     """The manifest dict for an exported artifact whose files lie in `out_dir`."""
     files = [_file_entry(out_dir, name) for name in output.files]
@@ -48,6 +51,7 @@ def build_manifest(
             "labels": list(bundle.labels),
         },
         "route": output.route,
+        "export_config": asdict(config),
         "stages": [stage.to_json() for stage in output.stages],
         "model_file": output.model_file,
         "files": files,
@@ -57,6 +61,7 @@ def build_manifest(
         "input_signature": [bundle.input_spec.to_json()],
         "artifact_signature": signature,
         "validation": validation.to_json() if validation else {"passed": None, "skipped": True},
+        "delegation": delegation,
         "export_seconds": round(export_seconds, 3),
         **({"notes": output.notes} if output.notes else {}),
     }

@@ -7,6 +7,8 @@ from quantize.config import (
     Int8StaticConfig,
     NoQuantization,
     QuantizationConfig,
+    Uint8WeightsConfig,
+    Uint16WeightsConfig,
     quantization_config,
 )
 
@@ -17,5 +19,7 @@ __all__ = [
     "Int8StaticConfig",
     "NoQuantization",
     "QuantizationConfig",
+    "Uint8WeightsConfig",
+    "Uint16WeightsConfig",
     "quantization_config",
 ]

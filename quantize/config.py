@@ -55,8 +55,22 @@ class Int8StaticConfig(QuantizationConfig):
             raise ConfigError(f"calibration_samples must be >= 1, got {self.calibration_samples}.")
 
 
+@dataclass(frozen=True)
+class Uint8WeightsConfig(QuantizationConfig):
+    """Affine uint8 weights, dequantized to float32 at load (TF.js converter's weight quantization)."""
+
+    mode: ClassVar[str] = "uint8"
+
+
+@dataclass(frozen=True)
+class Uint16WeightsConfig(QuantizationConfig):
+    """Affine uint16 weights, dequantized to float32 at load (TF.js converter's weight quantization)."""
+
+    mode: ClassVar[str] = "uint16"
+
+
 QUANTIZATION_MODES: Registry[type[QuantizationConfig]] = Registry("quantization mode")
-for _config in (NoQuantization, Fp16Config, DynamicInt8Config, Int8StaticConfig):
+for _config in (NoQuantization, Fp16Config, DynamicInt8Config, Int8StaticConfig, Uint8WeightsConfig, Uint16WeightsConfig):
     QUANTIZATION_MODES.register(_config.mode, _config)
 
 

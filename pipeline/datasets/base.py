@@ -55,7 +55,8 @@ def to_layout(x: np.ndarray, source: str, target: str) -> np.ndarray:
     if {source, target} != {"NHWC", "NCHW"} or x.ndim != 4:
         raise DataError(f"Cannot convert a {x.ndim}-D batch from {source} to {target}.")
     axes = (0, 3, 1, 2) if target == "NCHW" else (0, 2, 3, 1)
-    return np.ascontiguousarray(x.transpose(axes))
+    # copy(order="C"): ascontiguousarray keeps odd strides on size-1 dims, which exporters then bake in
+    return x.transpose(axes).copy(order="C")
 
 
 DATASETS: Registry[Callable[[int], DatasetSplits]] = Registry("dataset")

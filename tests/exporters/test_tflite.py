@@ -38,6 +38,9 @@ def test_export_passes_validation_and_writes_a_complete_manifest(exports, framew
     assert 0 < manifest["size_bytes_gzip"] < manifest["size_bytes"]
     assert {"python", "ai-edge-litert"} <= set(manifest["toolchain"])
     assert [s["config"]["mode"] for s in manifest["stages"]] == ([] if mode == "none" else [mode])
+    delegation = manifest["delegation"]
+    assert delegation["delegate"] == "xnnpack" and delegation["ops_total"] > 0
+    assert delegation["ops_delegated"] + len(delegation["ops_not_delegated"]) <= delegation["ops_total"]
     validation = manifest["validation"]
     assert validation["passed"], validation["failures"]
     assert validation["samples"] == 360

@@ -24,14 +24,14 @@ def test_help_lists_the_commands():
 def test_unknown_target_exits_2_without_traceback(tmp_path):
     result = run_cli("export", "model.keras", "--target", "tflit", "--out", str(tmp_path / "out"))
     assert result.returncode == 2
-    assert "Unknown target 'tflit'. Available: tflite. Did you mean 'tflite'?" in result.stderr
+    assert "Unknown target 'tflit'. Available: executorch, tfjs, tflite. Did you mean 'tflite'?" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
 
 
 def test_unknown_quantization_mode(capsys):
     assert main(["export", "model.keras", "--quantize", "int4"]) == 2
-    assert "Unknown quantization mode 'int4'. Available: dynamic-int8, fp16, int8, none." in capsys.readouterr().err
+    assert "Unknown quantization mode 'int4'. Available: dynamic-int8, fp16, int8, none, uint16, uint8." in capsys.readouterr().err
 
 
 def test_missing_model_file(tmp_path, capsys):

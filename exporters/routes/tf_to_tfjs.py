@@ -1,0 +1,98 @@
+"""Keras model or TensorFlow SavedModel -> TF.js graph model through the tensorflowjs converter."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from exporters.base import AppliedStage
+from exporters.routes.tf_to_tflite import _saved_model_dir
+from pipeline.bundle import ModelBundle
+from pipeline.errors import ExportError, UnsupportedRouteError
+from quantize import QuantizationConfig
+
+KERAS_ROUTE = "Keras model.export (SavedModel, batch 1) -> tensorflowjs.converters.convert_tf_saved_model"
+SAVED_MODEL_ROUTE = "SavedModel -> tensorflowjs.converters.convert_tf_saved_model"
+TOOL = "tensorflowjs.converters.convert_tf_saved_model"
+MODEL_JSON = "model.json"
+
+# Mode -> the converter's `quantization_dtype_map` (True: every float32 weight, like the bare
+# --quantize_float16/--quantize_uint8/--quantize_uint16 flags). Weights only; compute stays float32.
+QUANTIZATION_DTYPE_MAPS: dict[str, dict[str, Any] | None] = {
+    "none": None,
+    "fp16": {"float16": True},
+    "uint8": {"uint8": True},
+    "uint16": {"uint16": True},
+}
+
+
+def quantization_dtype_map(quantization: QuantizationConfig) -> dict[str, Any] | None:
+    """The converter option for `quantization.mode`; UnsupportedRouteError for other modes."""
+    try:
+        return QUANTIZATION_DTYPE_MAPS[quantization.mode]
+    except KeyError:
+        raise UnsupportedRouteError(
+            f"TF.js cannot express quantization mode '{quantization.mode}'. Supported for target tfjs: "
+            f"{', '.join(QUANTIZATION_DTYPE_MAPS)} (uint8/uint16 are affine weight quantization, "
+            "dequantized at load). Pick one of those, or export to tflite for integer compute."
+        ) from None
+
+
+def unsupported_ops(message: str) -> list[str]:
+    """Op names from the converter's 'Unsupported Ops in the model ...' error (in order, no repeats)."""
+    names: list[str] = []
+    for listed in re.findall(r"Unsupported Ops in the model[^\n]*\n([^\n]*)", message):
+        names += [name.strip() for name in listed.split(",")]
+    return list(dict.fromkeys(name for name in names if name))
+
+
+def converter_failure(exc: Exception, model_path: str) -> ExportError:
+    """An ExportError naming the ops TF.js lacks kernels for (or the converter's first message line)."""
+    text = str(exc)
+    ops = unsupported_ops(text)
+    if ops:
+        return ExportError(
+            f"The TF.js converter cannot convert {model_path}: op(s) {', '.join(ops)} have no TF.js "
+            "kernels. Replace them in the model, or export to another target (`pipeline routes`)."
+        )
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return ExportError(f"The TF.js converter failed on {model_path}: {first[:500]}")
+
+
+def convert_tf_to_tfjs(
+    bundle: ModelBundle,
+    out_dir: Path,
+    quantization: QuantizationConfig,
+    shard_size_bytes: int = 4 * 1024 * 1024,
+) -> tuple[AppliedStage, ...]:
+    """Write `model.json` and its `group*-shard*.bin` weight files into `out_dir`.
+
+    Returns the quantization stage applied (if any).
+    """
+    dtype_map = quantization_dtype_map(quantization)
+    # tensorflowjs imports tensorflow_decision_forests, whose welcome banner imports IPython
+    # (not installed) whenever stdout is not a terminal (pytest, Streamlit, pipes).
+    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
+    with warnings.catch_warnings():  # tensorflow_hub's import-time pkg_resources notice
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        from tensorflowjs.converters import convert_tf_saved_model
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tfjs-export-") as scratch:
+        saved_model = _saved_model_dir(bundle, Path(scratch))
+        try:
+            convert_tf_saved_model(
+                str(saved_model), str(out_dir),
+                quantization_dtype_map=dtype_map, weight_shard_size_bytes=shard_size_bytes,
+            )
+        except Exception as exc:  # the converter raises ValueError and assorted TF errors
+            raise converter_failure(exc, bundle.source.path) from None
+    if not (out_dir / MODEL_JSON).is_file():  # it prints and returns when it cannot freeze the graph
+        raise ExportError(f"The TF.js converter wrote no {MODEL_JSON} for {bundle.source.path}; the graph could not be frozen.")
+    if quantization.mode == "none":
+        return ()
+    return (AppliedStage("quantize", {**quantization.to_json(), "quantization_dtype_map": dtype_map}, TOOL),)

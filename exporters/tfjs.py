@@ -1,0 +1,57 @@
+"""TensorFlow.js target: a graph model (`model.json` + weight shards) from Keras or a SavedModel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from exporters.base import ExportOutput
+from exporters.routes import tf_to_tfjs
+from pipeline.bundle import ModelBundle
+from pipeline.errors import ConfigError
+from quantize import QuantizationConfig
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TFJSConfig:
+    """`shard_size_bytes`: the converter's weight shard size (4 MiB by default, as tfjs does)."""
+
+    shard_size_bytes: int = 4 * MIB
+
+    def __post_init__(self) -> None:
+        if self.shard_size_bytes < 1024:
+            raise ConfigError(f"shard_size_bytes must be >= 1024, got {self.shard_size_bytes} (--shard-size is in bytes).")
+
+
+def graph_op_report(model_json: Path) -> dict[str, object]:
+    """The ops of the graph (TF.js has no partial delegation: a backend runs all or fails)."""
+    from device_runtime.tfjs_node import graph_ops, read_model_json
+
+    ops = [op for op in graph_ops(read_model_json(model_json)) if op not in ("Const", "Placeholder", "Identity")]
+    return {"delegate": "tfjs", "ops_total": len(ops), "ops_delegated": len(ops), "delegated_share": 1.0,
+            "ops_not_delegated": [], "graph_ops": ops}
+
+
+class TFJSExporter:
+    """Exports to a TF.js graph model, validated in TF.js under Node.js (wasm backend)."""
+
+    target = "tfjs"
+    runtime = "tfjs-node"
+    config_cls = TFJSConfig
+    routes = {"keras": tf_to_tfjs.KERAS_ROUTE, "tensorflow": tf_to_tfjs.SAVED_MODEL_ROUTE}
+    quantization_modes = tuple(tf_to_tfjs.QUANTIZATION_DTYPE_MAPS)
+
+    def export(self, bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig, config: TFJSConfig) -> ExportOutput:
+        stages = tf_to_tfjs.convert_tf_to_tfjs(bundle, out_dir, quantization, config.shard_size_bytes)
+        files = tuple(sorted(p.name for p in out_dir.iterdir() if p.is_file()))
+        return ExportOutput(
+            model_file=tf_to_tfjs.MODEL_JSON,
+            files=files,
+            route=self.routes[bundle.framework],
+            validation_delegate="wasm",
+            stages=stages,
+            toolchain_packages=("tensorflow", "keras", "tensorflowjs"),
+            delegation=graph_op_report(out_dir / tf_to_tfjs.MODEL_JSON),
+        )
