@@ -27,7 +27,8 @@ def main() -> None:
     import contextlib
     import sys
 
-    from pipeline.demo import MODES, ensure_trained
+    from exporters import EXPORTERS
+    from pipeline.demo import ensure_trained
     from pipeline.export import export_bundle
     from pipeline.intake import load_model
     from pipeline.table import format_table
@@ -38,7 +39,7 @@ def main() -> None:
         for framework in ("keras", "torch"):
             bundle = load_model(str(ensure_trained("digits-cnn", framework, Path(args.workspace) / "models", False)))
             export_bundle(bundle, "tflite", quantization_config("none"), Path(scratch) / "warmup")
-            for mode in MODES:
+            for mode in EXPORTERS.get("tflite").quantization_modes:
                 convert, total = [], []
                 for repeat in range(args.repeats):
                     started = time.perf_counter()

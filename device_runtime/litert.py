@@ -111,16 +111,40 @@ class LiteRTRuntime:
         return LiteRTSession(interpreter, delegate)
 
 
+def delegated_nodes(ops: list[dict[str, Any]]) -> set[int]:
+    """Indices of the nodes each DELEGATE node replaced, found by walking back from its outputs.
+
+    After a delegate is applied the interpreter still lists the original nodes; the ones a
+    delegate replaced are exactly those between the delegate's input and output tensors.
+    """
+    producers = {int(t): op["index"] for op in ops if op["op_name"] != "DELEGATE" for t in op["outputs"]}
+    inputs_of = {op["index"]: [int(t) for t in op["inputs"]] for op in ops}
+    covered: set[int] = set()
+    for delegate in (op for op in ops if op["op_name"] == "DELEGATE"):
+        boundary = {int(t) for t in delegate["inputs"]}
+        stack = [int(t) for t in delegate["outputs"]]
+        while stack:
+            tensor = stack.pop()
+            node = producers.get(tensor)
+            if tensor in boundary or node is None or node in covered:
+                continue
+            covered.add(node)
+            stack.extend(inputs_of[node])
+    return covered
+
+
 def tflite_delegation_report(model_path: Path) -> dict[str, Any]:
-    """Which ops XNNPACK takes: the plan with reference kernels vs the plan with the delegate."""
-    runtime = LiteRTRuntime()
-    all_ops = runtime.load(model_path, "cpu").op_names()
-    remaining = [op for op in runtime.load(model_path, "xnnpack").op_names() if op != "DELEGATE"]
-    delegated = len(all_ops) - len(remaining)
+    """Which ops the XNNPACK delegate takes and which stay on the reference kernels."""
+    session = LiteRTRuntime().load(model_path, "xnnpack")
+    ops = [op for op in session.interpreter._get_ops_details()]
+    session.close()
+    covered = delegated_nodes(ops)
+    nodes = [op for op in ops if op["op_name"] != "DELEGATE"]
+    left = sorted({op["op_name"] for op in nodes if op["index"] not in covered})
     return {
         "delegate": "xnnpack",
-        "ops_total": len(all_ops),
-        "ops_delegated": delegated,
-        "delegated_share": round(delegated / len(all_ops), 4) if all_ops else 0.0,
-        "ops_not_delegated": sorted(set(remaining)),
+        "ops_total": len(nodes),
+        "ops_delegated": len(covered),
+        "delegated_share": round(len(covered) / len(nodes), 4) if nodes else 0.0,
+        "ops_not_delegated": left,
     }

@@ -143,7 +143,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from pipeline.demo import run_demo
 
     with contextlib.redirect_stdout(sys.stderr):
-        table = run_demo(Path(args.workspace), retrain=args.retrain)
+        table = run_demo(Path(args.workspace), retrain=args.retrain, models=args.model or None)
     print(table)
     return 0
 
@@ -182,9 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--json", action="store_true", help="print the manifest as JSON")
     export.set_defaults(handler=cmd_export)
 
-    demo = sub.add_parser("demo", help="train the reference models and compare their TFLite exports")
+    demo = sub.add_parser("demo", help="train the reference models, export every route and mode, print a comparison")
     demo.add_argument("--workspace", default="workspace", help="where models and artifacts go (default: workspace)")
     demo.add_argument("--retrain", action="store_true", help="retrain even if the models exist")
+    demo.add_argument("--model", action="append", help="zoo model to include (repeatable; default: all)")
     demo.set_defaults(handler=cmd_demo)
     return parser
 

@@ -1,7 +1,8 @@
-"""The main job on embedded defaults: train the reference models, export every TFLite mode, compare."""
+"""The main job on embedded defaults: train the reference models, export every route and mode, compare."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.export import ExportResult, export_bundle
@@ -12,8 +13,19 @@ from pipeline.zoo import ZOO
 from pipeline.zoo.train import default_model_path, train_zoo_model
 from quantize import quantization_config
 
-TARGET = "tflite"
-MODES = ("none", "fp16", "dynamic-int8", "int8")
+HEADERS = ["model", "framework", "target", "quantize", "bytes", "gzip bytes", "vs fp32", "source acc",
+           "artifact acc", "agreement", "max abs err", "delegated", "passed", "export s"]
+
+
+@dataclass(frozen=True)
+class DemoRow:
+    """One exported artifact of the demo grid."""
+
+    model: str
+    framework: str
+    target: str
+    mode: str
+    result: ExportResult
 
 
 def ensure_trained(name: str, framework: str, models_dir: Path, retrain: bool) -> Path:
@@ -24,34 +36,40 @@ def ensure_trained(name: str, framework: str, models_dir: Path, retrain: bool) -
     return path
 
 
-def comparison_rows(results: list[tuple[str, str, str, ExportResult]]) -> list[tuple[object, ...]]:
-    """One row per artifact; size ratio against the same model's fp32 artifact."""
-    fp32 = {(m, fw): r.manifest["size_bytes"] for m, fw, mode, r in results if mode == "none"}
-    rows = []
-    for model, framework, mode, result in results:
-        manifest, validation = result.manifest, result.manifest["validation"]
-        rows.append((
-            model, framework, mode,
+def comparison_rows(rows: list[DemoRow]) -> list[tuple[object, ...]]:
+    """One table row per artifact; size ratio against the same model/framework/target in fp32."""
+    fp32 = {(r.model, r.framework, r.target): r.result.manifest["size_bytes"] for r in rows if r.mode == "none"}
+    table = []
+    for row in rows:
+        manifest, validation = row.result.manifest, row.result.manifest["validation"]
+        delegation = manifest.get("delegation") or {}
+        baseline = fp32.get((row.model, row.framework, row.target))
+        table.append((
+            row.model, row.framework, row.target, row.mode,
             manifest["size_bytes"], manifest["size_bytes_gzip"],
-            round(manifest["size_bytes"] / fp32[(model, framework)], 3),
+            round(manifest["size_bytes"] / baseline, 3) if baseline else None,
             f"{validation['source_accuracy']:.2%}", f"{validation['artifact_accuracy']:.2%}",
             f"{validation['top1_agreement']:.2%}", f"{validation['max_abs_error']:.2g}",
+            f"{delegation.get('ops_delegated', 0)}/{delegation.get('ops_total', 0)}",
             "yes" if validation["passed"] else "NO", round(manifest["export_seconds"], 2),
         ))
-    return rows
+    return table
 
 
-def run_demo(workspace: Path, retrain: bool = False) -> str:
-    """Train (if needed) and export every zoo model in every mode; returns the comparison table."""
-    results = []
-    for name, entry in ZOO.items():
+def run_demo(workspace: Path, retrain: bool = False, models: list[str] | None = None) -> str:
+    """Train (if needed) and export every zoo model over every route and mode; returns the table."""
+    from exporters import EXPORTERS
+
+    rows = []
+    for name in models or ZOO.names():
+        entry = ZOO.get(name)
         for framework in entry.builders:
-            path = ensure_trained(name, framework, workspace / "models", retrain)
-            bundle = load_model(str(path))
-            for mode in MODES:
-                out = workspace / "artifacts" / f"{name}-{framework}" / f"{TARGET}-{mode}"
-                result = export_bundle(bundle, TARGET, quantization_config(mode), out)
-                results.append((name, framework, mode, result))
-    headers = ["model", "framework", "quantize", "bytes", "gzip bytes", "vs fp32", "source acc",
-               "artifact acc", "agreement", "max abs err", "passed", "export s"]
-    return format_table(headers, comparison_rows(results))
+            bundle = load_model(str(ensure_trained(name, framework, workspace / "models", retrain)))
+            for target, exporter in EXPORTERS.items():
+                if framework not in exporter.routes:
+                    continue
+                for mode in exporter.quantization_modes:
+                    out = workspace / "artifacts" / f"{name}-{framework}" / f"{target}-{mode}"
+                    result = export_bundle(bundle, target, quantization_config(mode), out)
+                    rows.append(DemoRow(name, framework, target, mode, result))
+    return format_table(HEADERS, comparison_rows(rows))

@@ -38,3 +38,16 @@ def test_truncated_model_is_an_artifact_error(float_artifact, tmp_path):
     truncated.write_bytes(float_artifact[1].read_bytes()[:1000])
     with pytest.raises(ArtifactError, match="truncated, corrupt"):
         RUNTIMES.get("litert").load(truncated, "xnnpack")
+
+
+def test_delegated_nodes_walks_back_from_each_delegate():
+    from device_runtime.litert import delegated_nodes
+
+    ops = [
+        {"index": 0, "op_name": "CONV_2D", "inputs": [0, 5], "outputs": [1]},
+        {"index": 1, "op_name": "SOFTMAX", "inputs": [1], "outputs": [2]},
+        {"index": 2, "op_name": "RESHAPE", "inputs": [2], "outputs": [3]},
+        {"index": 3, "op_name": "DELEGATE", "inputs": [0, 5], "outputs": [1]},
+        {"index": 4, "op_name": "DELEGATE", "inputs": [2], "outputs": [3]},
+    ]
+    assert delegated_nodes(ops) == {0, 2}

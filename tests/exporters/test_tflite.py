@@ -41,6 +41,10 @@ def test_export_passes_validation_and_writes_a_complete_manifest(exports, framew
     delegation = manifest["delegation"]
     assert delegation["delegate"] == "xnnpack" and delegation["ops_total"] > 0
     assert delegation["ops_delegated"] + len(delegation["ops_not_delegated"]) <= delegation["ops_total"]
+    if mode == "none":
+        assert delegation["delegated_share"] == 1.0
+    if delegation["ops_not_delegated"] and mode != "none":
+        assert "slower" in delegation["warning"]
     validation = manifest["validation"]
     assert validation["passed"], validation["failures"]
     assert validation["samples"] == 360
