@@ -105,13 +105,31 @@ class TFJSNodeSession:
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Outputs for a float batch (one Node process; batch-1 models run sample by sample)."""
+        return self._invoke(x, [])
+
+    def benchmark(self, x: np.ndarray, labels: np.ndarray | None, protocol: Any) -> dict[str, Any]:
+        """Time single-batch runs inside one Node process with the harness protocol; returns measure()-style fields."""
+        from device_runtime.device_scripts.edge_bench import latency_stats
+
+        flags = ["--bench-warmup", str(protocol.warmup_runs), "--bench-min-runs", str(protocol.min_runs),
+                 "--bench-min-ms", str(protocol.min_duration_s * 1000), "--bench-max-runs", str(protocol.max_runs)]
+        outputs = self._invoke(x, flags)
+        report = self.last_report
+        latencies = report["latencies_ms"]
+        accuracy = float(np.mean(outputs.argmax(-1) == labels)) if labels is not None else None
+        return {"load_ms": report["timings_ms"]["load"], "first_inference_ms": report["timings_ms"]["first_inference"],
+                "runs": len(latencies), "duration_s": sum(latencies) / 1000, **latency_stats(latencies),
+                "accuracy": accuracy, "samples": len(x), "peak_rss_bytes": report["peak_rss_bytes"],
+                "tfjs_version": report["tfjs_version"], "node_version": report["node_version"]}
+
+    def _invoke(self, x: np.ndarray, extra: list[str]) -> np.ndarray:
         x = np.ascontiguousarray(x)
         self._check(x)
         with tempfile.TemporaryDirectory(prefix="tfjs-run-") as scratch:
             input_file, output_file = Path(scratch) / "input.f32", Path(scratch) / "output.f32"
             x.astype("<f4").tofile(input_file)
             try:
-                done = subprocess.run(self._command(input_file, output_file, x.shape), capture_output=True,
+                done = subprocess.run([*self._command(input_file, output_file, x.shape), *extra], capture_output=True,
                                       text=True, timeout=self.timeout_s, check=False)
             except subprocess.TimeoutExpired:
                 raise RuntimeUnavailableError(

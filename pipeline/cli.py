@@ -148,6 +148,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devices(args: argparse.Namespace) -> int:
+    from device_runtime.profiles import PROFILES
+    from pipeline.table import format_table
+
+    if args.calibrate:
+        from device_runtime.calibration import calibration_for
+
+        names = [args.calibrate] if args.calibrate != "all" else [n for n, p in PROFILES.items() if p.anchor]
+        rows = []
+        for name in names:
+            record = calibration_for(Path(args.workspace), PROFILES.get(name), refresh=True)
+            rows.append((name, record["published_ms"], record["host_ms"], record["active_fraction"],
+                         record["emulated_ms"], f"{record['prediction_error']:+.1%}", record["host_threads"]))
+        print(format_table(["profile", "published ms", "host ms", "run share", "emulated ms", "error", "threads"], rows))
+        return 0
+    rows = [(p.name, p.cores, p.threads, p.memory_mb or "-", ", ".join(p.delegates),
+             f"{p.anchor.published_ms:g} ms ({p.anchor.threads}t)" if p.anchor else "-", p.description)
+            for _, p in PROFILES.items()]
+    print(format_table(["profile", "cores", "threads", "memory MiB", "delegates", "anchor", "description"], rows))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from device_runtime.bench import bench_artifacts
+
+    return bench_artifacts(args)
+
+
+def cmd_import_results(args: argparse.Namespace) -> int:
+    from device_runtime.bench import import_results
+
+    return import_results([Path(p) for p in args.files], Path(args.store))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pipeline",
@@ -181,6 +215,31 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--no-validate", action="store_true", help="skip validation (recorded in the manifest)")
     export.add_argument("--json", action="store_true", help="print the manifest as JSON")
     export.set_defaults(handler=cmd_export)
+
+    devices = sub.add_parser("devices", help="list emulated device profiles (and calibrate their throttle)")
+    devices.add_argument("--calibrate", metavar="PROFILE", help="re-calibrate PROFILE (or 'all') on this host")
+    devices.add_argument("--workspace", default="workspace", help="where the calibration is kept (default: workspace)")
+    devices.set_defaults(handler=cmd_devices)
+
+    bench = sub.add_parser("bench", help="measure artifacts in an isolated worker; results go to the SQLite store")
+    bench.add_argument("artifacts", nargs="+", help="artifact directories written by `pipeline export`")
+    bench.add_argument("--runtime", help="litert, executorch or tfjs-node (default: the artifact's)")
+    bench.add_argument("--delegate", help="xnnpack, cpu, gpu (litert); xnnpack, portable (executorch); cpu, wasm (tfjs-node)")
+    bench.add_argument("--device", default="host", help="device profile (see `pipeline devices`; default: host)")
+    bench.add_argument("--threads", type=int, help="runtime threads (default: the profile's)")
+    bench.add_argument("--warmup", type=int, default=10, help="warm-up runs excluded from timing (default: 10)")
+    bench.add_argument("--min-runs", type=int, default=100, help="at least this many timed runs (default: 100)")
+    bench.add_argument("--min-seconds", type=float, default=2.0, help="and at least this long (default: 2.0)")
+    bench.add_argument("--timeout", type=float, default=600.0, help="kill the worker after this many seconds")
+    bench.add_argument("--store", default="workspace/results.sqlite", help="SQLite results store")
+    bench.add_argument("--workspace", default="workspace", help="where profile calibrations are kept")
+    bench.add_argument("--json", action="store_true", help="print the measurements as JSON")
+    bench.set_defaults(handler=cmd_bench)
+
+    imports = sub.add_parser("import-results", help="load JSON results from edge_bench.py on a real device")
+    imports.add_argument("files", nargs="+", help="result files written by device_runtime/device_scripts/edge_bench.py")
+    imports.add_argument("--store", default="workspace/results.sqlite", help="SQLite results store")
+    imports.set_defaults(handler=cmd_import_results)
 
     demo = sub.add_parser("demo", help="train the reference models, export every route and mode, print a comparison")
     demo.add_argument("--workspace", default="workspace", help="where models and artifacts go (default: workspace)")

@@ -9,7 +9,7 @@ from typing import Any
 
 from pipeline.bundle import ModelBundle
 from pipeline.errors import DataError, UnsupportedRouteError
-from pipeline.files import staged_directory, write_json_atomic
+from pipeline.files import sha256_file, staged_directory, write_json_atomic
 from pipeline.manifest import MANIFEST_FILE, build_manifest
 from pipeline.validation import ValidationResult, validate
 from quantize import QuantizationConfig
@@ -51,6 +51,21 @@ def _signature(session: Any) -> dict[str, Any]:
         return {"name": detail["name"], "shape": [int(d) for d in detail["shape"]],
                 "dtype": detail["dtype"].__name__, "scale": scale, "zero_point": zero_point}
     return {"inputs": [tensor(session.input_details())], "outputs": [tensor(session.output_details())]}
+
+
+EVAL_FILE = "eval.npz"
+EVAL_SAMPLES = 256
+
+
+def write_eval_samples(path: Path, data: Any) -> dict[str, Any]:
+    """Save up to EVAL_SAMPLES real inputs (and labels) beside the artifact for benchmarks on any device."""
+    import numpy as np
+
+    subset = data.take(EVAL_SAMPLES)
+    arrays = {"x": subset.x} if subset.y is None else {"x": subset.x, "y": subset.y}
+    np.savez_compressed(path, **arrays)
+    return {"file": path.name, "samples": len(subset), "dataset": subset.name, "layout": subset.layout,
+            "sha256": sha256_file(path)}
 
 
 def flag_fallbacks(delegation: dict[str, Any], quantization: QuantizationConfig) -> dict[str, Any]:
@@ -107,5 +122,7 @@ def export_bundle(
             validation=validation, export_seconds=export_seconds, signature=signature,
             delegation=flag_fallbacks(output.delegation, quantization), config=config,
         )
+        if bundle.eval_data is not None:
+            manifest["eval_data"] = write_eval_samples(staging / EVAL_FILE, bundle.eval_data)
         write_json_atomic(staging / MANIFEST_FILE, manifest)
     return ExportResult(out_dir=out_dir, manifest=manifest)

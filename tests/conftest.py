@@ -50,3 +50,24 @@ def digits_npz(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         paths[layout] = folder / f"digits-{layout}.npz"
         np.savez(paths[layout], x=data.x, y=data.y)
     return paths
+
+
+@pytest.fixture(scope="session")
+def artifacts(model_paths, tmp_path_factory) -> dict[str, Path]:
+    """A few exported artifacts (with eval.npz) shared by the harness tests."""
+    from pipeline.export import export_bundle
+    from pipeline.intake import load_model
+    from quantize import quantization_config
+
+    root = tmp_path_factory.mktemp("artifacts")
+    torch_bundle = load_model(str(model_paths["torch"]))
+    keras_bundle = load_model(str(model_paths["keras"]))
+    plan = {
+        "tflite-fp32": (torch_bundle, "tflite", "none"),
+        "tflite-int8": (torch_bundle, "tflite", "int8"),
+        "executorch-fp32": (torch_bundle, "executorch", "none"),
+        "tfjs-fp32": (keras_bundle, "tfjs", "none"),
+    }
+    for name, (bundle, target, mode) in plan.items():
+        export_bundle(bundle, target, quantization_config(mode), root / name)
+    return {name: root / name for name in plan}

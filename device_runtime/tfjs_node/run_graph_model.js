@@ -23,7 +23,9 @@ console.log = console.info = console.warn = console.error;
 const BACKENDS = ['cpu', 'wasm'];
 let stage = 'args';
 const USAGE = 'usage: node run_graph_model.js --model DIR --backend cpu|wasm --input FILE ' +
-  '--shape N,D1,... --output FILE [--threads N] [--batch N]';
+  '--shape N,D1,... --output FILE [--threads N] [--batch N] ' +
+  '[--bench-warmup N --bench-min-runs N --bench-min-ms MS --bench-max-runs N]';
+const BENCH_FLAGS = ['bench-warmup', 'bench-min-runs', 'bench-min-ms', 'bench-max-runs'];
 
 function parseArgs(argv) {
   const args = {};
@@ -43,6 +45,12 @@ function parseArgs(argv) {
   args.shape = args.shape.split(',').map(Number);
   if (args.shape.some((d) => !Number.isInteger(d) || d < 1)) {
     throw new Error(`--shape must be positive integers separated by commas, got '${args.shape}'`);
+  }
+  for (const name of BENCH_FLAGS) {
+    if (args[name] !== undefined) {
+      args[name] = Number(args[name]);
+      if (!Number.isFinite(args[name]) || args[name] < 0) throw new Error(`--${name} must be a number >= 0`);
+    }
   }
   for (const name of ['threads', 'batch']) {
     if (args[name] !== undefined) {
@@ -134,6 +142,36 @@ async function execute(model, x) {
   return model.executeAsync(x);
 }
 
+/** MLPerf-style timing of one batch per run, cycling over the real samples: warm-up excluded,
+ * then at least --bench-min-runs runs and --bench-min-ms milliseconds. */
+async function benchmark(tf, model, input, sample, sampleSize, count, batch, args) {
+  const inputs = [];
+  for (let start = 0; start + batch <= count; start += batch) {
+    inputs.push(tf.tensor(input.slice(start * sampleSize, (start + batch) * sampleSize), [batch, ...sample], 'float32'));
+  }
+  const runOnce = async (x) => {
+    let y = await execute(model, x);
+    if (Array.isArray(y)) {
+      y.slice(1).forEach((t) => t.dispose());
+      y = y[0];
+    }
+    await y.data();
+    y.dispose();
+  };
+  for (let i = 0; i < args['bench-warmup']; i++) await runOnce(inputs[i % inputs.length]);
+  const latencies = [];
+  const maxRuns = args['bench-max-runs'] || 100000;
+  const started = performance.now();
+  while (latencies.length < maxRuns) {
+    const t0 = performance.now();
+    await runOnce(inputs[latencies.length % inputs.length]);
+    latencies.push(performance.now() - t0);
+    if (latencies.length >= args['bench-min-runs'] && performance.now() - started >= args['bench-min-ms']) break;
+  }
+  inputs.forEach((t) => t.dispose());
+  return latencies;
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   stage = 'backend';
@@ -178,6 +216,9 @@ async function main() {
   }
   const totalMs = performance.now() - inferStart;
 
+  stage = 'bench';
+  const latencies = args['bench-min-runs'] ? await benchmark(tf, model, input, sample, sampleSize, count, fixedBatch || 1, args) : null;
+
   const length = outputs.reduce((n, part) => n + part.length, 0);
   const result = new Float32Array(length);
   let offset = 0;
@@ -195,6 +236,8 @@ async function main() {
     output_shape: [count, ...outputSample],
     ops: graphOps(args.model),
     timings_ms: { load: loadMs, first_inference: firstMs, inference_total: totalMs },
+    latencies_ms: latencies,
+    peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
   });
 }
 

@@ -103,7 +103,7 @@ def test_user_model_with_user_data_end_to_end(tmp_path, digits_npz, capsys):
     assert manifest["source"]["format"] == "factory"
     assert manifest["stages"][0]["config"] == {"mode": "int8", "calibration_samples": 50, "per_channel": True}
     assert manifest["validation"]["dataset"] == "digits-NCHW.npz"
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.tflite"]
+    assert sorted(p.name for p in out.iterdir()) == ["eval.npz", "manifest.json", "model.tflite"]
 
 
 def test_eval_data_of_the_wrong_shape(keras_model_path, tmp_path, capsys):

@@ -1,0 +1,154 @@
+"""Run one benchmark in an isolated worker process under a device profile, and describe the outcome."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from device_runtime.device_scripts.edge_bench import Protocol
+from device_runtime.profiles import PROFILES, DeviceProfile
+from device_runtime.throttle import WorkerMonitor
+from pipeline.errors import ConfigError, DataError, UnknownNameError
+from pipeline.files import sha256_file
+from pipeline.manifest import MANIFEST_FILE, read_manifest
+from pipeline.registry import unknown_name_message
+from pipeline.versions import toolchain_versions
+
+DEFAULT_RUNTIME = {"tflite": "litert", "executorch": "executorch", "tfjs": "tfjs-node"}
+DEFAULT_DELEGATE = {"litert": "xnnpack", "executorch": "xnnpack", "tfjs-node": "wasm"}
+RUNTIME_PACKAGES = {"litert": ("ai-edge-litert",), "executorch": ("executorch", "torch"), "tfjs-node": ()}
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    """What to measure and under which conditions."""
+
+    artifact_dir: Path
+    runtime: str
+    delegate: str
+    threads: int
+    profile: DeviceProfile
+    protocol: Protocol = field(default_factory=Protocol)
+    timeout_s: float = 600.0
+    active_fraction: float = 1.0
+    calibration: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One benchmark outcome, successful or not, ready for the results store."""
+
+    kind: str
+    status: str
+    artifact_dir: str
+    manifest_sha256: str
+    target: str
+    runtime: str
+    delegate_requested: str
+    delegate_used: str | None
+    threads: int
+    device_profile: str
+    result: dict[str, Any]
+    error: str | None
+    context: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_request(
+    artifact_dir: Path, runtime: str | None, delegate: str | None, profile_name: str, threads: int | None,
+    protocol: Protocol, active_fraction: float = 1.0, calibration: dict[str, Any] | None = None,
+) -> BenchRequest:
+    """Fill defaults from the manifest and profile; raise for impossible combinations before any work."""
+    from device_runtime import RUNTIMES
+
+    manifest = read_manifest(artifact_dir)
+    if not manifest.get("eval_data"):
+        raise DataError(f"{artifact_dir} has no eval.npz, so there is no real input to time it on; "
+                        "re-export it with evaluation data (a zoo model, or --eval-data FILE.npz).")
+    runtime = runtime or DEFAULT_RUNTIME[manifest["target"]]
+    runtime_impl = RUNTIMES.get(runtime)
+    if DEFAULT_RUNTIME.get(manifest["target"]) != runtime:
+        raise ConfigError(f"Runtime {runtime} cannot run a {manifest['target']} artifact; use {DEFAULT_RUNTIME[manifest['target']]}.")
+    delegate = delegate or DEFAULT_DELEGATE[runtime]
+    if delegate not in runtime_impl.delegates:
+        raise UnknownNameError(unknown_name_message(f"{runtime} delegate", delegate, list(runtime_impl.delegates)))
+    profile = PROFILES.get(profile_name)
+    threads = threads or profile.threads
+    if threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}.")
+    return BenchRequest(artifact_dir, runtime, delegate, threads, profile, protocol,
+                        active_fraction=active_fraction, calibration=calibration)
+
+
+def _parse_reply(stdout: str) -> dict[str, Any] | None:
+    for line in reversed(stdout.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                return None
+    return None
+
+
+def _spawn(request: BenchRequest) -> tuple[dict[str, Any], int]:
+    """Run the worker; returns its reply (or a failure description) and the peak RSS the monitor saw."""
+    cores = request.profile.usable_cores()
+    payload = {"artifact_dir": str(request.artifact_dir), "runtime": request.runtime, "delegate": request.delegate,
+               "threads": request.threads, "protocol": asdict(request.protocol)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "device_runtime.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.sched_setaffinity(0, cores),
+    )
+    cap = request.profile.memory_mb * 1024 * 1024 if request.profile.memory_mb else None
+    monitor = WorkerMonitor(process.pid, active_fraction=request.active_fraction, memory_cap_bytes=cap)
+    monitor.start()
+    try:
+        stdout, stderr = process.communicate(json.dumps(payload), timeout=request.timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        return {"status": "failed", "error": f"worker timed out after {request.timeout_s:.0f} s and was killed"}, monitor.peak_rss_seen
+    finally:
+        monitor.stop()
+    if monitor.killed_for_memory:
+        return {"status": "failed", "error": f"worker killed by the {request.profile.memory_mb} MiB memory cap of "
+                f"profile {request.profile.name} (peak RSS seen {monitor.peak_rss_seen / 2**20:.0f} MiB)"}, monitor.peak_rss_seen
+    reply = _parse_reply(stdout)
+    if process.returncode != 0 or reply is None:
+        how = f"signal {signal.Signals(-process.returncode).name}" if process.returncode < 0 else f"exit code {process.returncode}"
+        tail = " | ".join(stderr.strip().splitlines()[-3:])
+        return {"status": "failed", "error": f"worker died ({how}): {tail[-600:]}"}, monitor.peak_rss_seen
+    return reply, monitor.peak_rss_seen
+
+
+def run_benchmark(request: BenchRequest) -> Measurement:
+    """Measure in an isolated worker; every outcome (including crashes) becomes a Measurement."""
+    manifest = read_manifest(request.artifact_dir)
+    reply, peak_seen = _spawn(request)
+    status = reply.pop("status")
+    error = reply.pop("error", None)
+    used = reply.pop("delegate_used", None)
+    context = {
+        "profile": request.profile.to_json(),
+        "host_cores_used": request.profile.usable_cores(),
+        "active_fraction": request.active_fraction,
+        "calibration": request.calibration,
+        "versions": toolchain_versions(*RUNTIME_PACKAGES.get(request.runtime, ())),
+        "manifest": {k: manifest.get(k) for k in ("source", "stages", "route", "size_bytes", "size_bytes_gzip")},
+        "monitor_peak_rss_bytes": peak_seen,
+    }
+    return Measurement(
+        kind="emulated" if request.profile.emulated else "measured",
+        status=status, artifact_dir=str(request.artifact_dir),
+        manifest_sha256=sha256_file(request.artifact_dir / MANIFEST_FILE), target=manifest["target"],
+        runtime=request.runtime, delegate_requested=request.delegate, delegate_used=used, threads=request.threads,
+        device_profile=request.profile.name, result=reply, error=error, context=context,
+    )

@@ -1,0 +1,96 @@
+"""The isolated benchmark worker: `python -m device_runtime.worker` reads one JSON request on stdin.
+
+It loads the artifact in its runtime, times it with the protocol of
+`device_runtime.device_scripts.edge_bench`, and prints one JSON result line on stdout.
+A crash, hang or memory kill here never reaches the parent's results store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _eval_samples(artifact_dir: Path, manifest: dict[str, Any]) -> tuple[Any, Any]:
+    import numpy as np
+
+    from pipeline.errors import DataError
+
+    entry = manifest.get("eval_data")
+    if not entry:
+        raise DataError(f"{artifact_dir} has no eval.npz (exported without evaluation data); re-export with --eval-data.")
+    with np.load(artifact_dir / entry["file"], allow_pickle=False) as data:
+        return data["x"].astype(np.float32), (data["y"] if "y" in data.files else None)
+
+
+def delegate_in_use(runtime: str, delegate: str, model_file: Path, manifest: dict[str, Any]) -> str:
+    """The delegate that really runs the graph (never claims xnnpack when it took no op)."""
+    if runtime == "litert" and delegate == "xnnpack":
+        from device_runtime.litert import LiteRTRuntime
+
+        session = LiteRTRuntime().load(model_file, "xnnpack")
+        used = "xnnpack" if "DELEGATE" in session.op_names() else "cpu (xnnpack took no ops)"
+        session.close()
+        return used
+    if runtime == "executorch":
+        delegated = (manifest.get("delegation") or {}).get("delegated_subgraphs", 0)
+        return "xnnpack" if delegated else "portable"
+    return delegate
+
+
+def handle(request: dict[str, Any]) -> dict[str, Any]:
+    """Measure one artifact as the request describes; raises PipelineError for impossible requests."""
+    from device_runtime import RUNTIMES
+    from device_runtime.device_scripts.edge_bench import Protocol, measure
+    from pipeline.errors import ArtifactError, RuntimeUnavailableError
+    from pipeline.manifest import read_manifest
+
+    artifact_dir = Path(request["artifact_dir"])
+    manifest = read_manifest(artifact_dir)
+    runtime = RUNTIMES.get(request["runtime"])
+    availability = runtime.is_available(request["delegate"])
+    if not availability.ok:
+        raise RuntimeUnavailableError(availability.reason)
+    model_file = artifact_dir / manifest["model_file"]
+    inputs, labels = _eval_samples(artifact_dir, manifest)
+    protocol = Protocol(**request["protocol"])
+    threads = request.get("threads")
+    if request["runtime"] == "tfjs-node":
+        session = runtime.load(model_file, request["delegate"], threads)
+        result = session.benchmark(inputs, labels, protocol)
+        used = session.delegate
+    else:
+        try:
+            result = measure(model_file, inputs, labels, threads, request["delegate"], protocol)
+        except (ValueError, RuntimeError) as exc:
+            raise ArtifactError(
+                f"{request['runtime']} could not load or run {model_file}: {exc}. The file is truncated, corrupt "
+                "or not what its manifest says; re-export it."
+            ) from None
+        used = delegate_in_use(request["runtime"], request["delegate"], model_file, manifest)
+    return {**result, "delegate_used": used}
+
+
+def main() -> int:
+    from pipeline.errors import PipelineError, RuntimeUnavailableError
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    request = json.loads(sys.stdin.read())
+    started = time.perf_counter()
+    try:
+        reply = {"status": "ok", **handle(request)}
+    except RuntimeUnavailableError as exc:
+        reply = {"status": "unavailable", "error": str(exc)}
+    except PipelineError as exc:
+        reply = {"status": "failed", "error": str(exc)}
+    reply["worker_seconds"] = time.perf_counter() - started
+    sys.stdout.write("\n" + json.dumps(reply) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The SQLite results store: one row per measurement, schema-versioned, WAL mode, safe for concurrent writers."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError
+
+SCHEMA_VERSION = 1
+DEFAULT_STORE = Path("workspace/results.sqlite")
+
+NUMERIC_FIELDS = (
+    "load_ms", "first_inference_ms", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean",
+    "latency_ms_std", "latency_cv", "runs", "duration_s", "peak_rss_bytes", "accuracy", "samples",
+)
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS measurements (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('measured', 'emulated')),
+    status TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'unavailable')),
+    error TEXT,
+    artifact_dir TEXT NOT NULL,
+    manifest_sha256 TEXT NOT NULL,
+    target TEXT NOT NULL,
+    runtime TEXT NOT NULL,
+    delegate_requested TEXT NOT NULL,
+    delegate_used TEXT,
+    threads INTEGER,
+    device_profile TEXT NOT NULL,
+    {", ".join(f"{name} REAL" for name in NUMERIC_FIELDS)},
+    result_json TEXT NOT NULL,
+    context_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS measurements_by_artifact ON measurements (manifest_sha256);
+"""
+
+
+def connect(path: Path = DEFAULT_STORE) -> sqlite3.Connection:
+    """Open (creating if needed) the store at `path`; ConfigError for a newer or foreign file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        connection = sqlite3.connect(path, timeout=30.0)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA busy_timeout=30000")
+        with connection:
+            connection.executescript(SCHEMA)
+            connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        version = int(connection.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"{path} is not a usable results store ({exc}); pass another --store path.") from None
+    if version != SCHEMA_VERSION:
+        connection.close()
+        raise ConfigError(f"{path} has results schema {version}; this pipeline reads schema {SCHEMA_VERSION}.")
+    connection.row_factory = sqlite3.Row
+    return connection
+
+
+@contextmanager
+def open_store(path: Path = DEFAULT_STORE) -> Iterator[sqlite3.Connection]:
+    connection = connect(path)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def insert_measurement(connection: sqlite3.Connection, record: dict[str, Any]) -> int:
+    """Append one measurement (as produced by Measurement.to_json) in its own transaction; returns its id."""
+    result = record.get("result") or {}
+    row = {
+        "created_at": record.get("created_at") or datetime.now(UTC).isoformat(timespec="seconds"),
+        **{key: record[key] for key in ("kind", "status", "artifact_dir", "manifest_sha256", "target", "runtime",
+                                        "delegate_requested", "device_profile")},
+        "error": record.get("error"), "delegate_used": record.get("delegate_used"), "threads": record.get("threads"),
+        **{name: result.get(name) for name in NUMERIC_FIELDS},
+        "result_json": json.dumps(result), "context_json": json.dumps(record.get("context") or {}),
+    }
+    columns = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+    with connection:
+        cursor = connection.execute(f"INSERT INTO measurements ({columns}) VALUES ({marks})", tuple(row.values()))
+    return int(cursor.lastrowid)
+
+
+def fetch_measurements(connection: sqlite3.Connection, **where: Any) -> list[dict[str, Any]]:
+    """Rows as dicts, newest first, filtered by equality on the given columns."""
+    unknown = set(where) - {"kind", "status", "target", "runtime", "device_profile", "manifest_sha256", "artifact_dir"}
+    if unknown:
+        raise ConfigError(f"Cannot filter results by {sorted(unknown)}.")
+    clauses = " AND ".join(f"{column} = ?" for column in where)
+    sql = "SELECT * FROM measurements" + (f" WHERE {clauses}" if clauses else "") + " ORDER BY id DESC"
+    return [dict(row) for row in connection.execute(sql, tuple(where.values()))]

@@ -1,0 +1,79 @@
+"""The on-device script, run here against the local runtimes, and its import into the results store."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from device_runtime.device_scripts import edge_bench
+from pipeline.cli import main
+from pipeline.results import fetch_measurements, open_store
+
+SCRIPT = Path(edge_bench.__file__)
+
+
+def test_percentiles_and_stats():
+    stats = edge_bench.latency_stats([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert stats["latency_ms_p50"] == 3.0 and stats["latency_ms_max"] == 100.0
+    assert edge_bench.percentile([1.0, 2.0], 50) == 1.5
+    with pytest.raises(ValueError):
+        edge_bench.Protocol(min_runs=0)
+
+
+@pytest.mark.parametrize("name", ["tflite-int8", "executorch-fp32"])
+def test_script_runs_standalone_and_imports_as_measured(artifacts, tmp_path, name):
+    out = tmp_path / "result.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(artifacts[name]), "--device-name", "test-board", "--threads", "1",
+         "--min-runs", "20", "--min-seconds", "0.2", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(out.read_text())
+    assert record["kind"] == "measured" and record["result"]["runs"] >= 20
+    assert record["result"]["accuracy"] >= 0.95
+    store = tmp_path / "results.sqlite"
+    assert main(["import-results", str(out), "--store", str(store)]) == 0
+    with open_store(store) as connection:
+        rows = fetch_measurements(connection)
+    assert rows[0]["kind"] == "measured" and rows[0]["device_profile"] == "test-board"
+    assert rows[0]["latency_ms_p50"] == record["result"]["latency_ms_p50"]
+
+
+def test_import_rejects_a_foreign_file_and_writes_nothing(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"hello": 1}')
+    store = tmp_path / "results.sqlite"
+    assert main(["import-results", str(bad), "--store", str(store)]) == 2
+    assert "is not an edge_bench.py result" in capsys.readouterr().err
+    assert not store.exists()
+
+
+def test_cli_bench_writes_the_store_and_refuses_bad_input(artifacts, tmp_path, capsys):
+    store = tmp_path / "results.sqlite"
+    code = main(["bench", str(artifacts["tflite-fp32"]), "--min-runs", "20", "--min-seconds", "0.2",
+                 "--store", str(store), "--workspace", str(tmp_path), "--json"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed[0]["status"] == "ok"
+    assert main(["bench", str(artifacts["tflite-fp32"]), "--delegate", "npu", "--store", str(store)]) == 2
+    assert "Unknown litert delegate 'npu'" in capsys.readouterr().err
+    assert main(["bench", str(artifacts["tflite-fp32"]), "--device", "iphone", "--store", str(store)]) == 2
+    with open_store(store) as connection:
+        assert len(fetch_measurements(connection)) == 1
+
+
+def test_gpu_delegate_is_recorded_as_unavailable_with_a_reason(artifacts, tmp_path, capsys):
+    store = tmp_path / "results.sqlite"
+    code = main(["bench", str(artifacts["tflite-fp32"]), "--delegate", "gpu", "--store", str(store),
+                 "--workspace", str(tmp_path)])
+    out = capsys.readouterr().out
+    if code == 0:  # a machine with a GPU ran it for real
+        assert "ok" in out
+        return
+    assert code == 1 and "GPU delegate unavailable" in out
+    with open_store(store) as connection:
+        row = fetch_measurements(connection)[0]
+    assert row["status"] == "unavailable" and row["latency_ms_p50"] is None
