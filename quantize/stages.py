@@ -1,0 +1,63 @@
+"""Optimization stages applied to a ModelBundle before any exporter: one config + one handler per framework.
+
+A stage is a pure step `ModelBundle -> ModelBundle` with a frozen config. Its handler also
+returns an `effect` dict (what it achieved: sparsity reached, parameters removed, accuracy after
+fine-tuning) that the manifest records next to the config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from pipeline.bundle import ModelBundle
+from pipeline.errors import UnsupportedRouteError
+from pipeline.registry import Registry
+
+Handler = Callable[[ModelBundle, Any], tuple[ModelBundle, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Base of every stage config; `stage` is the registry name."""
+
+    stage: ClassVar[str] = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stage": self.stage, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A registered stage: its config class and one handler per framework it supports."""
+
+    config_cls: type[StageConfig]
+    handlers: dict[str, Handler] = field(default_factory=dict)
+
+
+STAGES: Registry[StageSpec] = Registry("stage")
+
+
+@dataclass(frozen=True)
+class AppliedStageResult:
+    """A stage that ran: its config and its measured effect."""
+
+    config: dict[str, Any]
+    effect: dict[str, Any]
+
+
+def apply_stages(bundle: ModelBundle, configs: list[StageConfig]) -> tuple[ModelBundle, list[AppliedStageResult]]:
+    """Run `configs` in order; UnsupportedRouteError if a stage cannot handle the bundle's framework."""
+    applied = []
+    for config in configs:
+        spec = STAGES.get(config.stage)
+        handler = spec.handlers.get(bundle.framework)
+        if handler is None:
+            raise UnsupportedRouteError(
+                f"Stage '{config.stage}' cannot be applied to a {bundle.framework} model. "
+                f"It supports: {', '.join(sorted(spec.handlers))}."
+            )
+        bundle, effect = handler(bundle, config)
+        applied.append(AppliedStageResult(config.to_json(), effect))
+    return bundle, applied
