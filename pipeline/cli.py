@@ -38,6 +38,25 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+PRUNE_FORMS = "--prune 0.5 (magnitude sparsity) or --prune channels:0.3 (structured channel ratio)"
+
+
+def parse_prune(text: str) -> Any:
+    """'0.5' -> magnitude pruning to 50% sparsity; 'channels:0.3' -> remove 30% of channels."""
+    from quantize.stages import STAGES
+
+    kind, _, value = text.rpartition(":")
+    try:
+        amount = float(value)
+    except ValueError:
+        raise ConfigError(f"--prune '{text}' is not understood; use {PRUNE_FORMS}.") from None
+    if kind in ("", "magnitude"):
+        return STAGES.get("prune-magnitude").config_cls(sparsity=amount)
+    if kind == "channels":
+        return STAGES.get("prune-channels").config_cls(ratio=amount)
+    raise ConfigError(f"--prune kind '{kind}' is unknown; use {PRUNE_FORMS}.")
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     from pipeline.table import format_table
     from pipeline.zoo import ZOO
@@ -77,10 +96,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     options = {"calibration_samples": args.calibration_samples} if args.quantize == "int8" else {}
     quantization = quantization_config(args.quantize, **options)
     config = _exporter_config(exporter, args)
+    stages = [parse_prune(args.prune)] if args.prune else []
     out = Path(args.out) if args.out else Path("workspace/artifacts") / f"{Path(args.model).stem}-{args.target}-{args.quantize}"
     with contextlib.redirect_stdout(sys.stderr):  # converters print progress; stdout stays for results
         bundle = _load_bundle(args)
-        result = export_bundle(bundle, args.target, quantization, out, config=config, run_validation=not args.no_validate)
+        result = export_bundle(bundle, args.target, quantization, out, config=config, stages=stages,
+                               run_validation=not args.no_validate)
     manifest = result.manifest
     if args.json:
         print(json.dumps(manifest, indent=2))
@@ -204,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--target", default="tflite", help="target format (default: tflite)")
     export.add_argument("--quantize", default="none", help="none, fp16, dynamic-int8, int8 (tflite, executorch); uint8, uint16 (tfjs) (default: none)")
     export.add_argument("--out", help="artifact directory (default: workspace/artifacts/MODEL-TARGET-MODE)")
+    export.add_argument("--prune", help="prune before export: 0.5 (magnitude sparsity) or channels:0.3 (structured)")
     export.add_argument("--delegate", help="executorch: xnnpack (default) or none (portable kernels)")
     export.add_argument("--shard-size", dest="shard_size_bytes", type=int,
                         help="tfjs: weight shard size in bytes (default: 4194304)")

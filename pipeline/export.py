@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from pipeline.files import sha256_file, staged_directory, write_json_atomic
 from pipeline.manifest import MANIFEST_FILE, build_manifest
 from pipeline.validation import ValidationResult, validate
 from quantize import QuantizationConfig
+from quantize.stages import StageConfig
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,16 @@ class ExportResult:
     @property
     def validation_passed(self) -> bool | None:
         return self.manifest["validation"].get("passed")
+
+
+def _check_stage(stage: StageConfig, framework: str) -> None:
+    from quantize.stages import STAGES
+
+    spec = STAGES.get(stage.stage)
+    if framework not in spec.handlers:
+        raise UnsupportedRouteError(
+            f"Stage '{stage.stage}' cannot be applied to a {framework} model. It supports: {', '.join(sorted(spec.handlers))}."
+        )
 
 
 def check_route(exporter: Any, framework: str, quantization: QuantizationConfig) -> None:
@@ -86,12 +98,15 @@ def export_bundle(
     out_dir: Path,
     *,
     config: Any = None,
+    stages: Sequence[StageConfig] = (),
     run_validation: bool = True,
 ) -> ExportResult:
     """Export `bundle` to `target` in `out_dir`, validate it in its runtime and write the manifest.
 
-    Nothing appears at `out_dir` unless every step succeeds; a failed
-    validation still writes the artifact, with `validation.passed` false.
+    `stages` (pruning, ...) run first, in order, on the in-memory model; validation then
+    compares the artifact with the optimized model, and each stage's effect is recorded.
+    Nothing appears at `out_dir` unless every step succeeds; a failed validation still
+    writes the artifact, with `validation.passed` false.
     """
     from device_runtime import RUNTIMES
     from exporters import EXPORTERS
@@ -105,6 +120,13 @@ def export_bundle(
             "--eval-data FILE.npz (array 'x' shaped like the model input, optional labels 'y'), "
             "or --no-validate to skip validation (the manifest then says so)."
         )
+    from quantize.stages import apply_stages
+
+    for stage in stages:  # fail on an impossible combination before any slow work
+        _check_stage(stage, bundle.framework)
+    stage_started = time.perf_counter()
+    bundle, applied = apply_stages(bundle, list(stages))
+    stage_seconds = time.perf_counter() - stage_started
     with staged_directory(out_dir, marker=MANIFEST_FILE) as staging:
         started = time.perf_counter()
         output = exporter.export(bundle, staging, quantization, config)
@@ -122,6 +144,10 @@ def export_bundle(
             validation=validation, export_seconds=export_seconds, signature=signature,
             delegation=flag_fallbacks(output.delegation, quantization), config=config,
         )
+        if applied:
+            manifest["stages"] = [{"name": a.config["stage"], "config": a.config, "effect": a.effect,
+                                   "tool": a.effect.get("tool", "")} for a in applied] + manifest["stages"]
+            manifest["stage_seconds"] = round(stage_seconds, 3)
         if bundle.eval_data is not None:
             manifest["eval_data"] = write_eval_samples(staging / EVAL_FILE, bundle.eval_data)
         write_json_atomic(staging / MANIFEST_FILE, manifest)
