@@ -1,5 +1,5 @@
 # Two commands: `make demo` (set up, then run the main job) and `make test` (set up, then the tests).
-# Needs python3.11 and Node.js 20 with npm (for the TF.js runner).
+# Needs python3.11, Node.js 20 with npm (TF.js runner) and apt-get as root (Debian's chromium for browser tests).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,6 +17,7 @@ $(STAMP): requirements.lock pyproject.toml $(TFJS_RUNNER)/package-lock.json
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/pip check
 	npm ci --prefix $(TFJS_RUNNER) --no-audit --no-fund --loglevel=error
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -3,6 +3,7 @@
 from device_runtime.base import Availability, Runtime, Session
 from device_runtime.executorch_runtime import ExecuTorchRuntime
 from device_runtime.litert import LiteRTRuntime
+from device_runtime.tfjs_browser import TFJSBrowserRuntime
 from device_runtime.tfjs_node import TFJSNodeRuntime
 from pipeline.registry import Registry
 
@@ -10,5 +11,6 @@ RUNTIMES: Registry[Runtime] = Registry("runtime")
 RUNTIMES.register("litert", LiteRTRuntime())
 RUNTIMES.register("executorch", ExecuTorchRuntime())
 RUNTIMES.register("tfjs-node", TFJSNodeRuntime())
+RUNTIMES.register("tfjs-browser", TFJSBrowserRuntime())
 
-__all__ = ["RUNTIMES", "Availability", "ExecuTorchRuntime", "LiteRTRuntime", "Runtime", "TFJSNodeRuntime", "Session"]
+__all__ = ["RUNTIMES", "Availability", "ExecuTorchRuntime", "LiteRTRuntime", "Runtime", "TFJSBrowserRuntime", "TFJSNodeRuntime", "Session"]

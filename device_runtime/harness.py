@@ -21,8 +21,10 @@ from pipeline.registry import unknown_name_message
 from pipeline.versions import toolchain_versions
 
 DEFAULT_RUNTIME = {"tflite": "litert", "executorch": "executorch", "tfjs": "tfjs-node"}
-DEFAULT_DELEGATE = {"litert": "xnnpack", "executorch": "xnnpack", "tfjs-node": "wasm"}
-RUNTIME_PACKAGES = {"litert": ("ai-edge-litert",), "executorch": ("executorch", "torch"), "tfjs-node": ()}
+TARGET_RUNTIMES = {"tflite": ("litert",), "executorch": ("executorch",), "tfjs": ("tfjs-node", "tfjs-browser")}
+DEFAULT_DELEGATE = {"litert": "xnnpack", "executorch": "xnnpack", "tfjs-node": "wasm", "tfjs-browser": "wasm"}
+RUNTIME_PACKAGES = {"litert": ("ai-edge-litert",), "executorch": ("executorch", "torch"), "tfjs-node": (),
+                    "tfjs-browser": ("playwright",)}
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,9 @@ def resolve_request(
                         "re-export it with evaluation data (a zoo model, or --eval-data FILE.npz).")
     runtime = runtime or DEFAULT_RUNTIME[manifest["target"]]
     runtime_impl = RUNTIMES.get(runtime)
-    if DEFAULT_RUNTIME.get(manifest["target"]) != runtime:
-        raise ConfigError(f"Runtime {runtime} cannot run a {manifest['target']} artifact; use {DEFAULT_RUNTIME[manifest['target']]}.")
+    if runtime not in TARGET_RUNTIMES[manifest["target"]]:
+        options = ", ".join(TARGET_RUNTIMES[manifest["target"]])
+        raise ConfigError(f"Runtime {runtime} cannot run a {manifest['target']} artifact; use {options}.")
     delegate = delegate or DEFAULT_DELEGATE[runtime]
     if delegate not in runtime_impl.delegates:
         raise UnknownNameError(unknown_name_message(f"{runtime} delegate", delegate, list(runtime_impl.delegates)))

@@ -59,7 +59,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
     inputs, labels = _eval_samples(artifact_dir, manifest)
     protocol = Protocol(**request["protocol"])
     threads = request.get("threads")
-    if request["runtime"] == "tfjs-node":
+    if request["runtime"] in ("tfjs-node", "tfjs-browser"):
         session = runtime.load(model_file, request["delegate"], threads)
         result = session.benchmark(inputs, labels, protocol)
         used = session.delegate

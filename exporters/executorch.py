@@ -1,4 +1,4 @@
-"""ExecuTorch target: one `model.pte`, from PyTorch, XNNPACK-delegated or on portable kernels."""
+"""ExecuTorch target: one `model.pte` from PyTorch (or Keras through ONNX), XNNPACK-delegated or portable."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exporters.base import ExportOutput
-from exporters.routes import torch_to_executorch
+from exporters.routes import onnx_bridge, torch_to_executorch
 from pipeline.bundle import ModelBundle
 from pipeline.errors import ConfigError
 from quantize import QuantizationConfig
@@ -32,20 +32,25 @@ class ExecuTorchExporter:
     target = "executorch"
     runtime = "executorch"
     config_cls = ExecuTorchConfig
-    routes = {"torch": torch_to_executorch.ROUTE}
+    routes = {
+        "torch": torch_to_executorch.ROUTE,
+        "keras": onnx_bridge.KERAS_TO_EXECUTORCH_ROUTE,
+        "tensorflow": onnx_bridge.SAVED_MODEL_TO_EXECUTORCH_ROUTE,
+    }
     quantization_modes = torch_to_executorch.SUPPORTED_MODES
 
     def export(self, bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig, config: ExecuTorchConfig) -> ExportOutput:
-        stages, report = torch_to_executorch.convert_torch_to_executorch(
-            bundle, out_dir / MODEL_FILE, quantization, config.delegate
-        )
+        convert = (torch_to_executorch.convert_torch_to_executorch if bundle.framework == "torch"
+                   else onnx_bridge.convert_keras_to_executorch)
+        stages, report = convert(bundle, out_dir / MODEL_FILE, quantization, config.delegate)
+        bridge = () if bundle.framework == "torch" else ("tensorflow", "tf2onnx", "onnx", "onnx2fx")
         return ExportOutput(
             model_file=MODEL_FILE,
             files=(MODEL_FILE,),
             route=self.routes[bundle.framework] if config.delegate == "xnnpack" else
-            "torch.export -> to_edge (portable kernels) -> to_executorch",
+            self.routes[bundle.framework].replace("(XnnpackPartitioner)", "(portable kernels, no delegate)"),
             validation_delegate="xnnpack" if config.delegate == "xnnpack" else "portable",
             stages=stages,
-            toolchain_packages=("torch", "executorch", "torchao"),
+            toolchain_packages=(*bridge, "torch", "executorch", "torchao"),
             delegation=report,
         )

@@ -1,4 +1,4 @@
-"""TensorFlow.js target: a graph model (`model.json` + weight shards) from Keras or a SavedModel."""
+"""TensorFlow.js target: a graph model (`model.json` + weight shards) from Keras, a SavedModel or PyTorch."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exporters.base import ExportOutput
-from exporters.routes import tf_to_tfjs
+from exporters.routes import onnx_bridge, tf_to_tfjs
 from pipeline.bundle import ModelBundle
 from pipeline.errors import ConfigError
 from quantize import QuantizationConfig
@@ -40,11 +40,20 @@ class TFJSExporter:
     target = "tfjs"
     runtime = "tfjs-node"
     config_cls = TFJSConfig
-    routes = {"keras": tf_to_tfjs.KERAS_ROUTE, "tensorflow": tf_to_tfjs.SAVED_MODEL_ROUTE}
+    routes = {
+        "keras": tf_to_tfjs.KERAS_ROUTE,
+        "tensorflow": tf_to_tfjs.SAVED_MODEL_ROUTE,
+        "torch": onnx_bridge.TORCH_TO_TFJS_NCHW_ROUTE,
+    }
     quantization_modes = tuple(tf_to_tfjs.QUANTIZATION_DTYPE_MAPS)
 
     def export(self, bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig, config: TFJSConfig) -> ExportOutput:
-        stages = tf_to_tfjs.convert_tf_to_tfjs(bundle, out_dir, quantization, config.shard_size_bytes)
+        if bundle.framework == "torch":  # through ONNX; the input keeps the source's NCHW layout
+            stages = onnx_bridge.convert_torch_to_tfjs(bundle, out_dir, quantization, config.shard_size_bytes, "NCHW")
+            packages = ("torch", "onnx", "onnxscript", "onnx2tf", "tensorflow", "tensorflowjs")
+        else:
+            stages = tf_to_tfjs.convert_tf_to_tfjs(bundle, out_dir, quantization, config.shard_size_bytes)
+            packages = ("tensorflow", "keras", "tensorflowjs")
         files = tuple(sorted(p.name for p in out_dir.iterdir() if p.is_file()))
         return ExportOutput(
             model_file=tf_to_tfjs.MODEL_JSON,
@@ -52,6 +61,6 @@ class TFJSExporter:
             route=self.routes[bundle.framework],
             validation_delegate="wasm",
             stages=stages,
-            toolchain_packages=("tensorflow", "keras", "tensorflowjs"),
+            toolchain_packages=packages,
             delegation=graph_op_report(out_dir / tf_to_tfjs.MODEL_JSON),
         )

@@ -29,7 +29,7 @@ class TFLiteExporter:
         "tensorflow": tf_to_tflite.SAVED_MODEL_ROUTE,
         "torch": torch_to_tflite.ROUTE,
     }
-    quantization_modes = ("none", "fp16", "dynamic-int8", "int8")
+    quantization_modes = ("none", "fp16", "dynamic-int8", "weight-int8", "int8")
 
     def export(self, bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig, config: TFLiteConfig) -> ExportOutput:
         from device_runtime.litert import tflite_delegation_report

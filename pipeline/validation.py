@@ -27,6 +27,7 @@ TOLERANCES = {
     "none": Tolerance(max_abs_error=1e-4, min_top1_agreement=0.99, max_accuracy_drop=0.005),
     "fp16": Tolerance(max_abs_error=1e-2, min_top1_agreement=0.99, max_accuracy_drop=0.01),
     "dynamic-int8": Tolerance(max_abs_error=0.1, min_top1_agreement=0.97, max_accuracy_drop=0.015),
+    "weight-int8": Tolerance(max_abs_error=0.1, min_top1_agreement=0.97, max_accuracy_drop=0.015),
     "int8": Tolerance(max_abs_error=0.25, min_top1_agreement=0.97, max_accuracy_drop=0.015),
     "uint16": Tolerance(max_abs_error=1e-2, min_top1_agreement=0.99, max_accuracy_drop=0.01),
     "uint8": Tolerance(max_abs_error=0.1, min_top1_agreement=0.97, max_accuracy_drop=0.015),

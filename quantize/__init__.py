@@ -9,6 +9,7 @@ from quantize.config import (
     QuantizationConfig,
     Uint8WeightsConfig,
     Uint16WeightsConfig,
+    WeightOnlyInt8Config,
     quantization_config,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "QuantizationConfig",
     "Uint8WeightsConfig",
     "Uint16WeightsConfig",
+    "WeightOnlyInt8Config",
     "quantization_config",
 ]

@@ -9,9 +9,17 @@ from typing import Any
 
 from exporters.base import AppliedStage
 from exporters.routes.calibration import calibration_samples
+from exporters.routes.tflite_quantizer import quantize_float_model
 from pipeline.bundle import ModelBundle
 from pipeline.errors import ExportError
-from quantize import DynamicInt8Config, Fp16Config, Int8StaticConfig, QuantizationConfig
+from quantize import (
+    DynamicInt8Config,
+    Fp16Config,
+    Int8StaticConfig,
+    NoQuantization,
+    QuantizationConfig,
+    WeightOnlyInt8Config,
+)
 
 KERAS_ROUTE = "Keras model.export (SavedModel, batch 1) -> TFLiteConverter.from_saved_model"
 SAVED_MODEL_ROUTE = "SavedModel -> TFLiteConverter.from_saved_model"
@@ -77,11 +85,17 @@ def convert_tf_to_tflite(bundle: ModelBundle, model_file: Path, quantization: Qu
 
     with tempfile.TemporaryDirectory(prefix="tflite-export-") as scratch:
         converter = tf.lite.TFLiteConverter.from_saved_model(str(_saved_model_dir(bundle, Path(scratch))))
-        _configure(converter, bundle, quantization)
-        try:
-            model_file.write_bytes(converter.convert())
-        except Exception as exc:  # the converter raises ConverterError and assorted others
-            raise converter_failure(exc, bundle.source.path) from None
+
+        def convert(path: Path, config: QuantizationConfig) -> None:
+            _configure(converter, bundle, config)
+            try:
+                path.write_bytes(converter.convert())
+            except Exception as exc:  # the converter raises ConverterError and assorted others
+                raise converter_failure(exc, bundle.source.path) from None
+
+        if isinstance(quantization, WeightOnlyInt8Config):  # TFLiteConverter has no weight-only int8 mode
+            return quantize_float_model(lambda path: convert(path, NoQuantization()), model_file, quantization)
+        convert(model_file, quantization)
     if quantization.mode == "none":
         return ()
     return (AppliedStage("quantize", quantization.to_json(), TOOL),)

@@ -1,4 +1,4 @@
-"""PyTorch -> `.tflite` through litert-torch; fp16/dynamic int8 through ai-edge-quantizer, int8 through PT2E."""
+"""PyTorch -> `.tflite` through litert-torch; fp16/dynamic/weight-only int8 via ai-edge-quantizer, int8 via PT2E."""
 
 from __future__ import annotations
 
@@ -10,25 +10,12 @@ import numpy as np
 
 from exporters.base import AppliedStage
 from exporters.routes.calibration import calibration_samples
+from exporters.routes.tflite_quantizer import quantize_float_model
 from pipeline.bundle import ModelBundle
 from pipeline.errors import ExportError
-from quantize import DynamicInt8Config, Fp16Config, Int8StaticConfig, QuantizationConfig
+from quantize import Int8StaticConfig, QuantizationConfig
 
 ROUTE = "torch.export -> litert_torch.convert (batch 1)"
-
-FP16_RECIPE = [
-    {
-        "regex": ".*",
-        "operation": "*",
-        "algorithm_key": "float_casting",
-        "op_config": {
-            "weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"},
-            "compute_precision": "FLOAT",
-            "explicit_dequantize": True,
-        },
-    }
-]
-
 
 def _sample_args(bundle: ModelBundle) -> tuple[Any, ...]:
     """A batch-1 example for tracing: a real sample when the bundle has data."""
@@ -72,14 +59,6 @@ def _pt2e_int8(bundle: ModelBundle, args: tuple[Any, ...], config: Int8StaticCon
     return convert_pt2e(prepared, fold_quantize=False), QuantConfig(pt2e_quantizer=quantizer)
 
 
-def _ai_edge_quantize(float_file: Path, model_file: Path, recipe: Any) -> None:
-    from ai_edge_quantizer import quantizer
-
-    qt = quantizer.Quantizer(str(float_file))
-    qt.load_quantization_recipe(recipe)
-    qt.quantize().export_model(str(model_file), overwrite=True)
-
-
 def convert_torch_to_tflite(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig) -> tuple[AppliedStage, ...]:
     """Write `model_file`; returns the quantization stage applied (if any)."""
     args = _sample_args(bundle)
@@ -87,16 +66,7 @@ def convert_torch_to_tflite(bundle: ModelBundle, model_file: Path, quantization:
         module, quant_config = _pt2e_int8(bundle, args, quantization)
         _convert(module, args, model_file, quant_config=quant_config)
         return (AppliedStage("quantize", quantization.to_json(), "PT2E (litert_torch PT2EQuantizer) + litert_torch"),)
-    if isinstance(quantization, (Fp16Config, DynamicInt8Config)):
-        from ai_edge_quantizer import recipe
-
-        float_file = model_file.with_name("float.tflite.partial")
-        _convert(bundle.model, args, float_file)
-        chosen = FP16_RECIPE if isinstance(quantization, Fp16Config) else recipe.dynamic_wi8_afp32()
-        try:
-            _ai_edge_quantize(float_file, model_file, chosen)
-        finally:
-            float_file.unlink(missing_ok=True)
-        return (AppliedStage("quantize", quantization.to_json(), "ai-edge-quantizer"),)
+    if quantization.mode in ("fp16", "dynamic-int8", "weight-int8"):
+        return quantize_float_model(lambda path: _convert(bundle.model, args, path), model_file, quantization)
     _convert(bundle.model, args, model_file)
     return ()

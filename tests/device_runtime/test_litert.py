@@ -29,7 +29,7 @@ def test_reference_kernels_and_xnnpack_agree(float_artifact):
 
 
 def test_unknown_delegate_lists_the_options(float_artifact):
-    with pytest.raises(UnknownNameError, match="Available: cpu, xnnpack"):
+    with pytest.raises(UnknownNameError, match="Available: cpu, gpu, xnnpack"):
         RUNTIMES.get("litert").load(float_artifact[1], "xnnpak")
 
 

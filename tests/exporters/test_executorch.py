@@ -47,9 +47,12 @@ def test_fp16_is_not_offered_on_this_route(torch_bundle, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_keras_has_no_direct_route(keras_model_path, tmp_path):
-    with pytest.raises(UnsupportedRouteError, match="Routes to executorch: torch -> executorch"):
-        export_bundle(load_model(str(keras_model_path)), "executorch", quantization_config("none"), tmp_path / "out")
+def test_keras_reaches_executorch_through_onnx(keras_model_path, tmp_path):
+    result = export_bundle(load_model(str(keras_model_path)), "executorch", quantization_config("none"), tmp_path / "out")
+    manifest = result.manifest
+    assert manifest["validation"]["passed"] and manifest["validation"]["top1_agreement"] >= 0.99
+    assert "tf2onnx" in manifest["route"] and manifest["delegation"]["delegated_share"] == 1.0
+    assert {"tf2onnx", "onnx2fx"} <= set(manifest["toolchain"])
 
 
 def test_unknown_delegate_is_a_config_error():

@@ -117,3 +117,13 @@ def test_tfjs_target_end_to_end_manifest(bundle, tmp_path, mode):
     assert any(name.endswith(".bin") for name in (f["name"] for f in manifest["files"]))
     assert "_FusedConv2D" in manifest["delegation"]["graph_ops"]
     assert manifest["size_bytes"] == sum(p.stat().st_size for p in result.out_dir.iterdir() if p.name not in ("manifest.json", "eval.npz"))
+
+
+def test_torch_reaches_tfjs_through_onnx(torch_model_path, tmp_path):
+    from pipeline.export import export_bundle
+
+    result = export_bundle(load_model(str(torch_model_path)), "tfjs", quantization_config("none"), tmp_path / "tfjs")
+    manifest = result.manifest
+    assert manifest["validation"]["passed"] and manifest["validation"]["top1_agreement"] >= 0.99
+    assert manifest["validation"]["max_abs_error"] <= 1e-4
+    assert "onnx2tf" in manifest["route"] and "onnx2tf" in manifest["toolchain"]

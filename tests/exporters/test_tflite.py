@@ -10,7 +10,7 @@ from pipeline.export import export_bundle
 from pipeline.intake import load_model
 from quantize import quantization_config
 
-MODES = ["none", "fp16", "dynamic-int8", "int8"]
+MODES = ["none", "fp16", "dynamic-int8", "weight-int8", "int8"]
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ def test_unknown_target_exits_2_without_traceback(tmp_path):
 
 def test_unknown_quantization_mode(capsys):
     assert main(["export", "model.keras", "--quantize", "int4"]) == 2
-    assert "Unknown quantization mode 'int4'. Available: dynamic-int8, fp16, int8, none, uint16, uint8." in capsys.readouterr().err
+    assert "Unknown quantization mode 'int4'. Available: dynamic-int8, fp16, int8, none, uint16, uint8, weight-int8." in capsys.readouterr().err
 
 
 def test_missing_model_file(tmp_path, capsys):
