@@ -47,15 +47,8 @@ def bench_artifacts(args: argparse.Namespace) -> int:
         for request in requests:
             request = type(request)(**{**request.__dict__, "timeout_s": args.timeout, "active_fraction": fraction,
                                        "calibration": calibration})
-            if request.delegate not in profile.delegates:
-                measurement = Measurement("emulated" if profile.emulated else "measured", "unavailable",
-                                          str(request.artifact_dir), "", "", request.runtime, request.delegate, None,
-                                          request.threads, profile.name, {},
-                                          f"profile {profile.name} has no {request.delegate} delegate "
-                                          f"(it has {', '.join(profile.delegates)})", {})
-            else:
-                measurement = run_benchmark(request)
-                insert_measurement(store, measurement.to_json())
+            measurement = run_benchmark(request)
+            insert_measurement(store, measurement.to_json())
             measurements.append(measurement)
     if args.json:
         print(json.dumps([m.to_json() for m in measurements], indent=2))

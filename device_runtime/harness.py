@@ -135,7 +135,13 @@ def _spawn(request: BenchRequest) -> tuple[dict[str, Any], int]:
 def run_benchmark(request: BenchRequest) -> Measurement:
     """Measure in an isolated worker; every outcome (including crashes) becomes a Measurement."""
     manifest = read_manifest(request.artifact_dir)
-    reply, peak_seen = _spawn(request)
+    if request.delegate not in request.profile.delegates:
+        reply: dict[str, Any] = {"status": "unavailable", "error": (
+            f"profile {request.profile.name} has no {request.delegate} delegate "
+            f"(it has {', '.join(request.profile.delegates)})")}
+        peak_seen = 0
+    else:
+        reply, peak_seen = _spawn(request)
     status = reply.pop("status")
     error = reply.pop("error", None)
     used = reply.pop("delegate_used", None)

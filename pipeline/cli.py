@@ -203,6 +203,41 @@ def cmd_import_results(args: argparse.Namespace) -> int:
     return import_results([Path(p) for p in args.files], Path(args.store))
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from pipeline.sweep.executors import make_executor
+    from pipeline.sweep.recipe import DEFAULT_RECIPE, load_recipe
+    from pipeline.sweep.runner import dry_run, run_sweep
+
+    recipe = load_recipe(Path(args.recipe) if args.recipe else DEFAULT_RECIPE)
+    workspace, store = Path(args.workspace), Path(args.store or Path(args.workspace) / "results.sqlite")
+    if args.dry_run:
+        dry_run(recipe, workspace, store)
+        return 0
+    executor = make_executor(args.executor, args.address)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            summary = run_sweep(recipe, workspace, store, executor, out=lambda line: print(line, file=sys.__stdout__, flush=True))
+    finally:
+        executor.close()
+    print(f"sweep {recipe.name} finished in {summary.seconds:.0f} s: exports {summary.exports}, benchmarks {summary.benches}")
+    for label, error in summary.failures:
+        print(f"  FAILED {label}: {error}")
+    if args.report:
+        from pipeline.report import write_report
+
+        paths = write_report(store, workspace / "report")
+        print("report: " + ", ".join(str(p) for p in paths))
+    return 0 if not summary.failures else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipeline.report import write_report
+
+    paths = write_report(Path(args.store), Path(args.out))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pipeline",
@@ -262,6 +297,21 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("files", nargs="+", help="result files written by device_runtime/device_scripts/edge_bench.py")
     imports.add_argument("--store", default="workspace/results.sqlite", help="SQLite results store")
     imports.set_defaults(handler=cmd_import_results)
+
+    sweep = sub.add_parser("sweep", help="run a recipe grid (cached, resumable) into the results store")
+    sweep.add_argument("recipe", nargs="?", help="recipe YAML (default: the bundled default recipe)")
+    sweep.add_argument("--dry-run", action="store_true", help="print the plan and what is cached; do nothing")
+    sweep.add_argument("--executor", default="local", help="local (default) or ray")
+    sweep.add_argument("--address", help="Ray cluster address for --executor ray (default: start a local instance)")
+    sweep.add_argument("--workspace", default="workspace", help="models, artifacts and calibrations (default: workspace)")
+    sweep.add_argument("--store", help="SQLite results store (default: WORKSPACE/results.sqlite)")
+    sweep.add_argument("--report", action="store_true", help="write the HTML + Markdown report when done")
+    sweep.set_defaults(handler=cmd_sweep)
+
+    report = sub.add_parser("report", help="write the HTML + Markdown report from the results store")
+    report.add_argument("--store", default="workspace/results.sqlite", help="SQLite results store")
+    report.add_argument("--out", default="workspace/report", help="output directory (default: workspace/report)")
+    report.set_defaults(handler=cmd_report)
 
     demo = sub.add_parser("demo", help="train the reference models, export every route and mode, print a comparison")
     demo.add_argument("--workspace", default="workspace", help="where models and artifacts go (default: workspace)")

@@ -12,7 +12,7 @@ from typing import Any
 
 from pipeline.errors import ConfigError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_STORE = Path("workspace/results.sqlite")
 
 NUMERIC_FIELDS = (
@@ -38,10 +38,36 @@ CREATE TABLE IF NOT EXISTS measurements (
     device_profile TEXT NOT NULL,
     {", ".join(f"{name} REAL" for name in NUMERIC_FIELDS)},
     result_json TEXT NOT NULL,
-    context_json TEXT NOT NULL
+    context_json TEXT NOT NULL,
+    cell_key TEXT
 );
 CREATE INDEX IF NOT EXISTS measurements_by_artifact ON measurements (manifest_sha256);
+CREATE INDEX IF NOT EXISTS measurements_by_cell ON measurements (cell_key);
+CREATE TABLE IF NOT EXISTS exports (
+    key TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    model TEXT NOT NULL,
+    framework TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    target TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+    artifact_dir TEXT,
+    manifest_sha256 TEXT,
+    error TEXT,
+    seconds REAL
+);
 """
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    """Bring an older store up to SCHEMA_VERSION in place (v1 -> v2: sweep cell keys + exports table)."""
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "meta" not in tables:
+        return
+    version = int(connection.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+    if version == 1:
+        connection.execute("ALTER TABLE measurements ADD COLUMN cell_key TEXT")
+        connection.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
 
 
 def connect(path: Path = DEFAULT_STORE) -> sqlite3.Connection:
@@ -52,6 +78,7 @@ def connect(path: Path = DEFAULT_STORE) -> sqlite3.Connection:
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA busy_timeout=30000")
         with connection:
+            _migrate(connection)
             connection.executescript(SCHEMA)
             connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         version = int(connection.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
@@ -83,12 +110,35 @@ def insert_measurement(connection: sqlite3.Connection, record: dict[str, Any]) -
         "error": record.get("error"), "delegate_used": record.get("delegate_used"), "threads": record.get("threads"),
         **{name: result.get(name) for name in NUMERIC_FIELDS},
         "result_json": json.dumps(result), "context_json": json.dumps(record.get("context") or {}),
+        "cell_key": record.get("cell_key"),
     }
     columns = ", ".join(row)
     marks = ", ".join("?" for _ in row)
     with connection:
         cursor = connection.execute(f"INSERT INTO measurements ({columns}) VALUES ({marks})", tuple(row.values()))
     return int(cursor.lastrowid)
+
+
+def record_export(connection: sqlite3.Connection, row: dict[str, Any]) -> None:
+    """Insert or replace the outcome of one export cell (keyed by its content hash)."""
+    row = {"created_at": datetime.now(UTC).isoformat(timespec="seconds"), **row}
+    columns = ", ".join(row)
+    with connection:
+        connection.execute(f"INSERT OR REPLACE INTO exports ({columns}) VALUES ({', '.join('?' for _ in row)})",
+                           tuple(row.values()))
+
+
+def fetch_exports(connection: sqlite3.Connection) -> list[dict[str, Any]]:
+    return [dict(row) for row in connection.execute("SELECT * FROM exports ORDER BY model, framework, target, variant")]
+
+
+def cached_cell(connection: sqlite3.Connection, cell_key: str) -> dict[str, Any] | None:
+    """The newest final (ok or unavailable) measurement of a benchmark cell, if any."""
+    row = connection.execute(
+        "SELECT * FROM measurements WHERE cell_key = ? AND status IN ('ok', 'unavailable') ORDER BY id DESC LIMIT 1",
+        (cell_key,),
+    ).fetchone()
+    return dict(row) if row else None
 
 
 def fetch_measurements(connection: sqlite3.Connection, **where: Any) -> list[dict[str, Any]]:

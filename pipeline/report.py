@@ -1,0 +1,200 @@
+"""`pipeline report`: a self-contained HTML report and a Markdown summary from the results store."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.results import fetch_exports, fetch_measurements, open_store
+
+TARGET_COLOURS = {"tflite": "#1f77b4", "executorch": "#d62728", "tfjs": "#2ca02c"}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One measured artifact, joined with its export cell and manifest."""
+
+    model: str
+    framework: str
+    variant: str
+    target: str
+    runtime: str
+    delegate: str
+    device: str
+    kind: str
+    threads: int | None
+    p50_ms: float
+    p90_ms: float
+    size_bytes: int
+    size_bytes_gzip: int
+    accuracy: float | None
+    agreement: float | None
+    delegated: str
+    warning: str
+    versions: str
+    artifact_dir: str
+    measurement_id: int
+
+
+def _manifest(artifact_dir: str) -> dict[str, Any]:
+    path = Path(artifact_dir) / "manifest.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def load_entries(store_path: Path) -> list[Entry]:
+    """Latest ok measurement per (artifact, runtime, delegate, device, threads), joined with its manifest."""
+    with open_store(store_path) as store:
+        exports = {row["artifact_dir"]: row for row in fetch_exports(store)}
+        rows = fetch_measurements(store, status="ok")
+    latest: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:  # newest first
+        latest.setdefault((row["artifact_dir"], row["runtime"], row["delegate_used"], row["device_profile"], row["threads"]), row)
+    entries = []
+    for row in latest.values():
+        manifest = _manifest(row["artifact_dir"])
+        export = exports.get(row["artifact_dir"], {})
+        validation = manifest.get("validation", {})
+        delegation = manifest.get("delegation", {})
+        source = manifest.get("source", {})
+        stages = "+".join(s["name"] if s["name"] != "quantize" else s["config"]["mode"] for s in manifest.get("stages", []))
+        entries.append(Entry(
+            model=export.get("model") or Path(source.get("path", "?")).stem, framework=export.get("framework") or source.get("framework", "?"),
+            variant=export.get("variant") or stages or "fp32", target=row["target"], runtime=row["runtime"],
+            delegate=row["delegate_used"] or row["delegate_requested"], device=row["device_profile"], kind=row["kind"],
+            threads=row["threads"], p50_ms=row["latency_ms_p50"], p90_ms=row["latency_ms_p90"],
+            size_bytes=manifest.get("size_bytes", 0), size_bytes_gzip=manifest.get("size_bytes_gzip", 0),
+            accuracy=validation.get("artifact_accuracy"), agreement=validation.get("top1_agreement"),
+            delegated=f"{delegation.get('ops_delegated', '?')}/{delegation.get('ops_total', '?')}" if delegation else "-",
+            warning=delegation.get("warning", ""),
+            versions=", ".join(f"{k} {v}" for k, v in manifest.get("toolchain", {}).items()),
+            artifact_dir=row["artifact_dir"], measurement_id=row["id"],
+        ))
+    return sorted(entries, key=lambda e: (e.model, e.device, e.p50_ms))
+
+
+def pareto_front(entries: list[Entry]) -> set[int]:
+    """Measurement ids not dominated in (lower p50, higher accuracy, smaller size)."""
+    def dominates(a: Entry, b: Entry) -> bool:
+        better_or_equal = a.p50_ms <= b.p50_ms and (a.accuracy or 0) >= (b.accuracy or 0) and a.size_bytes <= b.size_bytes
+        strictly = a.p50_ms < b.p50_ms or (a.accuracy or 0) > (b.accuracy or 0) or a.size_bytes < b.size_bytes
+        return better_or_equal and strictly
+
+    return {e.measurement_id for e in entries if not any(dominates(o, e) for o in entries if o is not e)}
+
+
+def _groups(entries: list[Entry]) -> dict[tuple[str, str], list[Entry]]:
+    groups: dict[tuple[str, str], list[Entry]] = defaultdict(list)
+    for entry in entries:
+        groups[(entry.model, entry.device)].append(entry)
+    return dict(groups)
+
+
+def _svg_chart(entries: list[Entry], front: set[int], width: int = 640, height: int = 360) -> str:
+    """Accuracy vs p50 latency (log x), marker area ~ size, colour = target; the Pareto front is outlined."""
+    pad = 50
+    xs = [math.log10(max(e.p50_ms, 1e-4)) for e in entries]
+    ys = [e.accuracy or 0 for e in entries]
+    x0, x1 = min(xs) - 0.1, max(xs) + 0.1
+    y0, y1 = min(ys) - 0.01, min(1.0, max(ys) + 0.01)
+    biggest = max(e.size_bytes for e in entries) or 1
+
+    def sx(v: float) -> float:
+        return pad + (v - x0) / ((x1 - x0) or 1) * (width - 2 * pad)
+
+    def sy(v: float) -> float:
+        return height - pad - (v - y0) / ((y1 - y0) or 1) * (height - 2 * pad)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
+             f'<rect width="{width}" height="{height}" fill="white" stroke="#ccc"/>',
+             f'<text x="{width / 2}" y="{height - 10}" text-anchor="middle" font-size="12">p50 latency (ms, log scale)</text>',
+             f'<text x="14" y="{height / 2}" transform="rotate(-90 14 {height / 2})" text-anchor="middle" font-size="12">accuracy</text>']
+    for tick in range(math.floor(x0), math.ceil(x1) + 1):
+        if x0 <= tick <= x1:
+            parts.append(f'<text x="{sx(tick):.1f}" y="{height - pad + 15}" font-size="10" text-anchor="middle">{10 ** tick:g}</text>')
+    for frac in (0, 0.5, 1):
+        value = y0 + frac * (y1 - y0)
+        parts.append(f'<text x="{pad - 5}" y="{sy(value):.1f}" font-size="10" text-anchor="end">{value:.1%}</text>')
+    for entry, x, y in zip(entries, xs, ys, strict=True):
+        radius = 4 + 14 * math.sqrt(entry.size_bytes / biggest)
+        outline = ' stroke="black" stroke-width="2"' if entry.measurement_id in front else ""
+        label = html.escape(f"{entry.framework} {entry.variant} {entry.target} ({entry.runtime}/{entry.delegate}): "
+                            f"p50 {entry.p50_ms:.3f} ms, accuracy {entry.accuracy or 0:.2%}, {entry.size_bytes:,} B")
+        parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{radius:.1f}" fill="{TARGET_COLOURS.get(entry.target, "#777")}" '
+                     f'fill-opacity="0.6"{outline}><title>{label}</title></circle>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+COLUMNS = ["framework", "variant", "target", "runtime/delegate", "kind", "threads", "p50 ms", "p90 ms", "size B",
+           "gzip B", "accuracy", "agreement", "delegated", "Pareto"]
+
+
+def _cells(entry: Entry, front: set[int]) -> list[str]:
+    return [entry.framework, entry.variant, entry.target, f"{entry.runtime}/{entry.delegate}", entry.kind,
+            str(entry.threads or "-"), f"{entry.p50_ms:.4f}", f"{entry.p90_ms:.4f}", f"{entry.size_bytes:,}",
+            f"{entry.size_bytes_gzip:,}", f"{entry.accuracy:.2%}" if entry.accuracy is not None else "-",
+            f"{entry.agreement:.2%}" if entry.agreement is not None else "-", entry.delegated,
+            "yes" if entry.measurement_id in front else ""]
+
+
+def render_markdown(entries: list[Entry]) -> str:
+    lines = ["# Edge model pipeline report", ""]
+    if not entries:
+        return "\n".join([*lines, "No successful measurements yet: run `pipeline sweep` or `pipeline bench`."])
+    for (model, device), group in _groups(entries).items():
+        front = pareto_front(group)
+        kind = group[0].kind
+        lines += [f"## {model} on {device} ({kind})", "", "| " + " | ".join(COLUMNS) + " |",
+                  "|" + "---|" * len(COLUMNS)]
+        lines += ["| " + " | ".join(_cells(e, front)) + " |" for e in group]
+        warnings = sorted({f"{e.framework} {e.variant} {e.target}: {e.warning}" for e in group if e.warning})
+        lines += ["", *(f"- delegation: {w}" for w in warnings), ""]
+    lines += ["Every row traces to a results-store measurement id and the artifact's manifest.json "
+              "(versions, seeds, device profile, emulated vs measured)."]
+    return "\n".join(lines)
+
+
+def render_html(entries: list[Entry]) -> str:
+    style = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px}"
+             "td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}th{background:#f3f3f3}"
+             "tr.pareto td{font-weight:600}.legend span{display:inline-block;margin-right:1em}details{margin:.3em 0}")
+    legend = "".join(f'<span style="color:{c}">&#9679; {t}</span>' for t, c in TARGET_COLOURS.items())
+    body = [f"<!doctype html><html><head><meta charset='utf-8'><title>Edge model pipeline report</title><style>{style}</style>"
+            "</head><body><h1>Edge model pipeline report</h1>"]
+    if not entries:
+        body.append("<p>No successful measurements yet: run <code>pipeline sweep</code> or <code>pipeline bench</code>.</p>")
+    for (model, device), group in _groups(entries).items():
+        front = pareto_front(group)
+        body.append(f"<h2>{html.escape(model)} on {html.escape(device)} ({group[0].kind})</h2>")
+        body.append(f"<p class='legend'>{legend} &mdash; marker area ~ size; outlined = Pareto front</p>")
+        body.append(_svg_chart(group, front))
+        body.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in COLUMNS) + "</tr>")
+        for entry in group:
+            css = " class='pareto'" if entry.measurement_id in front else ""
+            body.append(f"<tr{css}>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(entry, front)) + "</tr>")
+        body.append("</table>")
+        for entry in group:
+            body.append(f"<details><summary>{html.escape(entry.framework)} {html.escape(entry.variant)} "
+                        f"{html.escape(entry.target)}: manifest and measurement #{entry.measurement_id}</summary>"
+                        f"<p>{html.escape(entry.artifact_dir)}<br>{html.escape(entry.versions)}"
+                        f"{'<br><b>' + html.escape(entry.warning) + '</b>' if entry.warning else ''}</p></details>")
+    body.append("</body></html>")
+    return "\n".join(body)
+
+
+def write_report(store_path: Path, out_dir: Path) -> list[Path]:
+    """Write report.html (self-contained: inline CSS and SVG) and report.md into `out_dir`."""
+    from pipeline.files import staged_file
+
+    entries = load_entries(store_path)
+    paths = []
+    for name, text in (("report.html", render_html(entries)), ("report.md", render_markdown(entries))):
+        with staged_file(out_dir / name) as tmp:
+            tmp.write_text(text)
+        paths.append(out_dir / name)
+    return paths

@@ -1,0 +1,68 @@
+"""Expand a recipe into export and benchmark cells, each with a content-addressed cache key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pipeline.sweep.recipe import ModelSpec, Recipe, RuntimeSpec, VariantSpec
+from pipeline.versions import toolchain_versions
+
+KEY_PACKAGES = ("tensorflow", "keras", "tensorflowjs", "torch", "executorch", "litert-torch", "ai-edge-litert",
+                "ai-edge-quantizer", "torchao", "onnx", "onnx2tf", "tf2onnx", "onnx2fx", "torch-pruning")
+
+
+def content_key(*parts: Any) -> str:
+    """sha256 of the parts as canonical JSON."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ExportCell:
+    model: ModelSpec
+    variant: VariantSpec
+    target: str
+
+    def label(self) -> str:
+        return f"{self.model.name}/{self.model.framework or 'user'} {self.variant.name} -> {self.target}"
+
+    def key(self, source_sha256: str) -> str:
+        """Changes when the source model, the variant, the target or any toolchain version changes."""
+        return content_key("export", source_sha256, asdict(self.variant), self.target, toolchain_versions(*KEY_PACKAGES))
+
+
+@dataclass(frozen=True)
+class BenchCell:
+    export: ExportCell
+    runtime: RuntimeSpec
+    device: str
+
+    def label(self) -> str:
+        return f"{self.export.label()} on {self.runtime.runtime}/{self.runtime.delegate} @ {self.device}"
+
+    def key(self, manifest_sha256: str, measure: dict[str, Any], calibration: dict[str, Any] | None) -> str:
+        return content_key("bench", manifest_sha256, asdict(self.runtime), self.device, measure,
+                           (calibration or {}).get("active_fraction"), toolchain_versions(*KEY_PACKAGES))
+
+
+@dataclass(frozen=True)
+class Plan:
+    exports: tuple[ExportCell, ...]
+    benches: tuple[BenchCell, ...]
+
+
+def build_plan(recipe: Recipe) -> Plan:
+    """Every (model, variant, target) the recipe asks for, and every (runtime, device) to measure each on."""
+    exports = tuple(
+        ExportCell(model, variant, target)
+        for model in recipe.models for variant in recipe.variants for target in recipe.targets
+        if not variant.targets or target in variant.targets
+    )
+    benches = tuple(
+        BenchCell(cell, runtime, device)
+        for cell in exports for runtime in recipe.runtimes if runtime.target == cell.target
+        for device in recipe.devices
+    )
+    return Plan(exports, benches)

@@ -1,0 +1,255 @@
+"""Sweep recipes: a YAML grid parsed once into validated configs, with every error reported by key path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError
+from pipeline.registry import did_you_mean
+
+RECIPE_VERSION = 1
+DEFAULT_RECIPE = Path(__file__).with_name("default_recipe.yaml")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A zoo model (trained on demand) or a user's model file with its data."""
+
+    name: str
+    framework: str | None = None
+    path: str | None = None
+    eval_data: str | None = None
+    calibration: str | None = None
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """An optimization variant: stages applied in order, then quantization; optionally limited to some targets."""
+
+    name: str
+    quantize: str = "none"
+    prune: str | None = None
+    targets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """A runtime + delegate to measure artifacts of `target` with."""
+
+    target: str
+    runtime: str
+    delegate: str
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class MeasureSpec:
+    warmup_runs: int = 10
+    min_runs: int = 100
+    min_duration_s: float = 2.0
+    timeout_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The validated grid: models x variants x targets, measured on runtimes x devices."""
+
+    name: str
+    models: tuple[ModelSpec, ...]
+    variants: tuple[VariantSpec, ...]
+    targets: tuple[str, ...]
+    runtimes: tuple[RuntimeSpec, ...]
+    devices: tuple[str, ...]
+    measure: MeasureSpec = field(default_factory=MeasureSpec)
+    version: int = RECIPE_VERSION
+
+
+class _Errors:
+    """Collects every problem with its key path, raised together at the end."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.messages.append(f"{path}: {message}")
+
+    def unknown(self, path: str, kind: str, value: Any, options: list[str]) -> None:
+        self.add(path, f"unknown {kind} '{value}' (options: {', '.join(sorted(options))}).{did_you_mean(str(value), options)}")
+
+
+def _mapping(value: Any, path: str, errors: _Errors) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        errors.add(path, f"must be a mapping, got {type(value).__name__}")
+        return {}
+    return value
+
+
+def _list(data: dict[str, Any], key: str, errors: _Errors, required: bool = True) -> list[Any]:
+    value = data.get(key)
+    if value is None:
+        if required:
+            errors.add(key, "is required")
+        return []
+    if not isinstance(value, list) or (required and not value):
+        errors.add(key, "must be a non-empty list")
+        return []
+    return value
+
+
+def _check_keys(item: dict[str, Any], allowed: set[str], path: str, errors: _Errors) -> None:
+    for key in sorted(set(item) - allowed):
+        errors.add(f"{path}.{key}", f"unknown key (allowed: {', '.join(sorted(allowed))}).{did_you_mean(key, sorted(allowed))}")
+
+
+def _models(raw: list[Any], errors: _Errors) -> list[ModelSpec]:
+    from pipeline.zoo import ZOO
+
+    models = []
+    for i, item in enumerate(raw):
+        path = f"models[{i}]"
+        if isinstance(item, str):
+            item = {"zoo": item}
+        item = _mapping(item, path, errors)
+        _check_keys(item, {"zoo", "framework", "frameworks", "path", "eval_data", "calibration"}, path, errors)
+        if "zoo" in item:
+            if item["zoo"] not in ZOO:
+                errors.unknown(f"{path}.zoo", "zoo model", item["zoo"], ZOO.names())
+                continue
+            entry = ZOO.get(item["zoo"])
+            frameworks = item.get("frameworks") or ([item["framework"]] if "framework" in item else list(entry.builders))
+            for framework in frameworks:
+                if framework not in entry.builders:
+                    errors.unknown(f"{path}.frameworks", f"framework for {item['zoo']}", framework, list(entry.builders))
+                else:
+                    models.append(ModelSpec(name=item["zoo"], framework=framework))
+        elif "path" in item:
+            model_path = Path(item["path"])
+            if not model_path.exists() and ":" not in item["path"]:
+                errors.add(f"{path}.path", f"model file {model_path} does not exist")
+            for key in ("eval_data", "calibration"):
+                if key in item and not Path(item[key]).is_file():
+                    errors.add(f"{path}.{key}", f"data file {item[key]} does not exist")
+            models.append(ModelSpec(name=model_path.stem, path=item["path"], eval_data=item.get("eval_data"),
+                                    calibration=item.get("calibration")))
+        else:
+            errors.add(path, "needs 'zoo: NAME' or 'path: MODEL_FILE'")
+    return models
+
+
+def _variants(raw: list[Any], targets: list[str], errors: _Errors) -> list[VariantSpec]:
+    from exporters import EXPORTERS
+    from quantize import QUANTIZATION_MODES
+
+    variants = []
+    for i, item in enumerate(raw):
+        path = f"variants[{i}]"
+        item = _mapping(item, path, errors)
+        _check_keys(item, {"name", "quantize", "prune", "targets"}, path, errors)
+        mode = item.get("quantize", "none")
+        if mode not in QUANTIZATION_MODES:
+            errors.unknown(f"{path}.quantize", "quantization mode", mode, QUANTIZATION_MODES.names())
+            continue
+        limited = tuple(item.get("targets") or ())
+        for target in limited:
+            if target not in EXPORTERS:
+                errors.unknown(f"{path}.targets", "target", target, EXPORTERS.names())
+        for target in limited or tuple(t for t in targets if t in EXPORTERS):
+            if target in EXPORTERS and mode not in EXPORTERS.get(target).quantization_modes:
+                options = ", ".join(EXPORTERS.get(target).quantization_modes)
+                errors.add(f"{path}.quantize", f"'{mode}' cannot be expressed for target {target} (options: {options}); "
+                           f"limit the variant with 'targets: [...]'")
+        if "prune" in item:
+            try:
+                from pipeline.cli import parse_prune
+
+                parse_prune(str(item["prune"]))
+            except Exception as exc:  # ConfigError / UnknownNameError from the stage configs
+                errors.add(f"{path}.prune", str(exc))
+        name = item.get("name") or (mode if "prune" not in item else f"prune{item['prune']}+{mode}")
+        variants.append(VariantSpec(name=str(name), quantize=mode, prune=item.get("prune") and str(item["prune"]),
+                                    targets=limited))
+    names = [v.name for v in variants]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        errors.add("variants", f"name '{name}' is used twice; give each variant a distinct name")
+    return variants
+
+
+def _runtimes(raw: list[Any], errors: _Errors) -> list[RuntimeSpec]:
+    from device_runtime import RUNTIMES
+    from device_runtime.harness import TARGET_RUNTIMES
+
+    runtimes = []
+    for i, item in enumerate(raw):
+        path = f"runtimes[{i}]"
+        item = _mapping(item, path, errors)
+        _check_keys(item, {"target", "runtime", "delegate", "threads"}, path, errors)
+        target, runtime, delegate = item.get("target"), item.get("runtime"), item.get("delegate")
+        if target not in TARGET_RUNTIMES:
+            errors.unknown(f"{path}.target", "target", target, list(TARGET_RUNTIMES))
+            continue
+        if runtime not in TARGET_RUNTIMES[target]:
+            errors.unknown(f"{path}.runtime", f"runtime for {target}", runtime, list(TARGET_RUNTIMES[target]))
+            continue
+        if delegate not in RUNTIMES.get(runtime).delegates:
+            errors.unknown(f"{path}.delegate", f"{runtime} delegate", delegate, list(RUNTIMES.get(runtime).delegates))
+            continue
+        threads = item.get("threads")
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            errors.add(f"{path}.threads", f"must be an integer >= 1, got {threads!r}")
+        runtimes.append(RuntimeSpec(target, runtime, delegate, threads))
+    return runtimes
+
+
+def _measure(raw: Any, errors: _Errors) -> MeasureSpec:
+    item = _mapping(raw or {}, "measure", errors)
+    allowed = set(MeasureSpec.__dataclass_fields__)
+    _check_keys(item, allowed, "measure", errors)
+    values = {key: item[key] for key in allowed & set(item)}
+    for key, value in values.items():
+        if not isinstance(value, (int, float)) or value < (1 if key == "min_runs" else 0):
+            errors.add(f"measure.{key}", f"must be a number >= {1 if key == 'min_runs' else 0}, got {value!r}")
+    return MeasureSpec(**values) if not any(m.startswith("measure.") for m in errors.messages) else MeasureSpec()
+
+
+def parse_recipe(data: Any, name: str = "recipe") -> Recipe:
+    """Validate a loaded YAML document; ConfigError lists every problem with its key path."""
+    from device_runtime.profiles import PROFILES
+    from exporters import EXPORTERS
+
+    errors = _Errors()
+    data = _mapping(data, name, errors)
+    _check_keys(data, {"name", "version", "models", "variants", "targets", "runtimes", "devices", "measure"}, "recipe", errors)
+    if data.get("version", RECIPE_VERSION) != RECIPE_VERSION:
+        errors.add("version", f"this pipeline reads recipe version {RECIPE_VERSION}, got {data.get('version')!r}")
+    targets = [str(t) for t in _list(data, "targets", errors)]
+    for i, target in enumerate(targets):
+        if target not in EXPORTERS:
+            errors.unknown(f"targets[{i}]", "target", target, EXPORTERS.names())
+    models = _models(_list(data, "models", errors), errors)
+    variants = _variants(_list(data, "variants", errors), targets, errors)
+    runtimes = _runtimes(_list(data, "runtimes", errors, required=False), errors)
+    devices = [str(d) for d in _list(data, "devices", errors, required=False)] or ["host"]
+    for i, device in enumerate(devices):
+        if device not in PROFILES:
+            errors.unknown(f"devices[{i}]", "device profile", device, PROFILES.names())
+    measure = _measure(data.get("measure"), errors)
+    if errors.messages:
+        listed = "\n  ".join(errors.messages)
+        raise ConfigError(f"{name} has {len(errors.messages)} problem(s):\n  {listed}")
+    return Recipe(name=str(data.get("name", name)), models=tuple(models), variants=tuple(variants),
+                  targets=tuple(targets), runtimes=tuple(runtimes), devices=tuple(devices), measure=measure)
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read and validate a recipe file."""
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError(f"Recipe {path} does not exist; start from {DEFAULT_RECIPE}.")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    return parse_recipe(data, str(path))

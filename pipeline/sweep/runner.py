@@ -1,0 +1,159 @@
+"""`pipeline sweep`: run a recipe's grid with progress, a content-addressed cache and resumable state."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.sweep.plan import BenchCell, ExportCell, Plan, build_plan
+from pipeline.sweep.recipe import ModelSpec, Recipe
+
+
+@dataclass
+class SweepSummary:
+    """What a sweep did: counts per phase and every failure with its reason."""
+
+    exports: dict[str, int] = field(default_factory=lambda: {"cached": 0, "done": 0, "failed": 0})
+    benches: dict[str, int] = field(default_factory=lambda: {"cached": 0, "done": 0, "failed": 0, "unavailable": 0})
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Progress:
+    """Prints `[i/n] phase label status time (eta)` lines; the ETA uses the mean time of finished cells."""
+
+    def __init__(self, total: int, out: Callable[[str], None]) -> None:
+        self.total, self.done, self.out = total, 0, out
+        self.started = time.perf_counter()
+        self.worked: list[float] = []
+
+    def step(self, phase: str, label: str, status: str, seconds: float | None = None) -> None:
+        self.done += 1
+        if seconds is not None:
+            self.worked.append(seconds)
+        remaining = self.total - self.done
+        eta = (sum(self.worked) / len(self.worked) * remaining) if self.worked and remaining else 0.0
+        took = f" {seconds:6.1f}s" if seconds is not None else ""
+        elapsed = time.perf_counter() - self.started
+        self.out(f"[{self.done:>3}/{self.total}] {phase:6s} {label}: {status}{took}  "
+                 f"(elapsed {elapsed:4.0f}s, eta ~{eta:4.0f}s)")
+
+
+def model_reference(model: ModelSpec, workspace: Path) -> str:
+    """The intake reference of a recipe model, training a zoo model first when needed."""
+    if model.path:
+        return model.path
+    from pipeline.demo import ensure_trained
+
+    return str(ensure_trained(model.name, model.framework or "", workspace / "models", retrain=False))
+
+
+def artifact_dir(workspace: Path, cell: ExportCell, key: str) -> Path:
+    return workspace / "artifacts" / f"{cell.model.name}-{cell.model.framework or 'user'}" / f"{cell.target}-{cell.variant.name}-{key[:10]}"
+
+
+def _source_hashes(plan: Plan, workspace: Path, train: bool) -> dict[ModelSpec, tuple[str, str | None]]:
+    """(reference, sha256 or None when not trained yet) per model; trains zoo models when `train`."""
+    from pipeline.files import sha256_path
+
+    hashes = {}
+    for model in dict.fromkeys(cell.model for cell in plan.exports):
+        if model.path or train:
+            reference = model_reference(model, workspace)
+        else:
+            from pipeline.zoo.train import default_model_path
+
+            reference = str(default_model_path(model.name, model.framework or "", workspace / "models"))
+        path = Path(reference)
+        hashes[model] = (reference, sha256_path(path) if path.exists() else None)
+    return hashes
+
+
+def dry_run(recipe: Recipe, workspace: Path, store_path: Path, out: Callable[[str], None] = print) -> None:
+    """Print the plan and which cells are cached, without doing any work."""
+    from pipeline.results import open_store
+
+    plan = build_plan(recipe)
+    hashes = _source_hashes(plan, workspace, train=False)
+    out(f"recipe {recipe.name}: {len(plan.exports)} exports, {len(plan.benches)} benchmarks")
+    with open_store(store_path) as store:
+        cached_exports = {row["key"] for row in store.execute("SELECT key FROM exports WHERE status='ok'")}
+    for cell in plan.exports:
+        reference, sha = hashes[cell.model]
+        state = "needs training" if sha is None else ("cached" if cell.key(sha) in cached_exports else "to do")
+        out(f"  export {cell.label()}: {state}")
+    for cell in plan.benches:
+        out(f"  bench  {cell.label()}")
+
+
+def run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
+              out: Callable[[str], None] = print) -> SweepSummary:
+    """Export every cell (skipping cached ones), then measure every artifact; failures are recorded, not raised."""
+    from device_runtime.calibration import calibration_for
+    from device_runtime.profiles import PROFILES
+    from pipeline.results import cached_cell, insert_measurement, open_store, record_export
+    from pipeline.sweep.cells import run_bench_cell, run_export_cell
+
+    started = time.perf_counter()
+    summary = SweepSummary()
+    plan = build_plan(recipe)
+    hashes = _source_hashes(plan, workspace, train=True)
+    progress = Progress(len(plan.exports) + len(plan.benches), out)
+    ready: dict[ExportCell, tuple[str, str]] = {}
+    with open_store(store_path) as store:
+        todo: list[tuple[ExportCell, str, Path]] = []
+        for cell in plan.exports:
+            reference, sha = hashes[cell.model]
+            key = cell.key(sha or "")
+            folder = artifact_dir(workspace, cell, key)
+            row = store.execute("SELECT * FROM exports WHERE key = ?", (key,)).fetchone()
+            if row and row["status"] == "ok" and (folder / "manifest.json").is_file():
+                summary.exports["cached"] += 1
+                ready[cell] = (str(folder), row["manifest_sha256"])
+                progress.step("export", cell.label(), "cached")
+            else:
+                todo.append((cell, key, folder))
+        calls = [(cell, hashes[cell.model][0], cell.model.eval_data, cell.model.calibration, str(folder))
+                 for cell, _, folder in todo]
+        for index, row in executor.map(run_export_cell, calls):
+            cell, key, folder = todo[index]
+            record_export(store, {"key": key, **row})
+            if row["status"] == "ok":
+                summary.exports["done"] += 1
+                ready[cell] = (str(folder), row["manifest_sha256"])
+            else:
+                summary.exports["failed"] += 1
+                summary.failures.append((f"export {cell.label()}", row["error"]))
+            progress.step("export", cell.label(), row["status"], row["seconds"])
+
+        measure = recipe.measure.__dict__
+        calibrations = {name: calibration_for(workspace, PROFILES.get(name)) for name in recipe.devices}
+        bench_todo: list[tuple[BenchCell, str, str]] = []
+        for cell in plan.benches:
+            if cell.export not in ready:
+                summary.benches["failed"] += 1
+                progress.step("bench", cell.label(), "skipped (export failed)")
+                continue
+            folder, manifest_sha = ready[cell.export]
+            key = cell.key(manifest_sha, measure, calibrations[cell.device])
+            if cached_cell(store, key):
+                summary.benches["cached"] += 1
+                progress.step("bench", cell.label(), "cached")
+            else:
+                bench_todo.append((cell, folder, key))
+        calls = [(cell, folder, recipe.measure, calibrations[cell.device], key) for cell, folder, key in bench_todo]
+        for index, record in executor.map(run_bench_cell, calls, exclusive_cpu=True):
+            cell = bench_todo[index][0]
+            insert_measurement(store, record)
+            status = record["status"]
+            summary.benches["done" if status == "ok" else status] += 1
+            if status != "ok":
+                summary.failures.append((f"bench {cell.label()}", record["error"]))
+            p50 = (record.get("result") or {}).get("latency_ms_p50")
+            progress.step("bench", cell.label(), status + (f" p50 {p50:.3f} ms" if p50 else ""),
+                          (record.get("result") or {}).get("worker_seconds"))
+    summary.seconds = time.perf_counter() - started
+    return summary
