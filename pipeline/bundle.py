@@ -82,6 +82,7 @@ class ModelBundle:
     labels: tuple[str, ...] = ()
     eval_data: Dataset | None = None
     calibration_data: Dataset | None = None
+    train_data: Dataset | None = None
 
     def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Run the source model on a batch in its own framework (the reference)."""

@@ -86,6 +86,8 @@ def staged_directory(out_dir: Path, marker: str = "manifest.json") -> Iterator[P
             "choose a new --out directory so nothing of yours is overwritten."
         )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.parent.glob(f".{out_dir.name}.*.partial"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".partial"))
     tmp.chmod(0o755)  # mkdtemp's 0700 would make the published artifact private
     try:

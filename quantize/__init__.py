@@ -12,6 +12,7 @@ from quantize.config import (
     WeightOnlyInt8Config,
     quantization_config,
 )
+from quantize.pruning import ChannelPruningConfig, MagnitudePruningConfig  # noqa: F401  (registers the pruning stages)
 
 __all__ = [
     "QUANTIZATION_MODES",

@@ -76,9 +76,10 @@ def _apply_input_shape(spec: TensorSpec, input_shape: tuple[int, ...] | None, re
     return TensorSpec(spec.name, (spec.shape[0], *input_shape[1:]), spec.dtype, spec.layout)
 
 
-def _card_data(card: ModelCard, layout: str) -> tuple[Dataset, Dataset]:
+def _card_data(card: ModelCard, layout: str) -> tuple[Dataset, Dataset, Dataset]:
+    """The card dataset's (eval, calibration, train) splits in `layout`."""
     splits = load_dataset(card.dataset, seed=card.seed)
-    return splits.test.in_layout(layout), splits.calibration.in_layout(layout)
+    return splits.test.in_layout(layout), splits.calibration.in_layout(layout), splits.train.in_layout(layout)
 
 
 def load_model(
@@ -101,7 +102,7 @@ def load_model(
     if card is None:
         return ModelBundle(framework=framework, model=model, input_spec=spec, source=source)
     spec = TensorSpec(spec.name, spec.shape, spec.dtype, card.input_layout)
-    eval_data, calibration = _card_data(card, card.input_layout)
+    eval_data, calibration, train = _card_data(card, card.input_layout)
     bundle = ModelBundle(framework=framework, model=model, input_spec=spec, source=source,
-                         task=card.task, labels=card.labels)
+                         task=card.task, labels=card.labels, train_data=train)
     return bundle.with_data(eval_data=eval_data, calibration_data=calibration)

@@ -1,0 +1,19 @@
+"""Pruning stages: unstructured magnitude pruning (Keras and PyTorch) and structured channel pruning (PyTorch).
+
+Importing this module registers 'prune-magnitude' and 'prune-channels' in quantize.stages.STAGES;
+frameworks are imported only when a stage runs.
+"""
+
+from quantize.pruning.magnitude import MagnitudePruningConfig, prune_keras, prune_torch
+from quantize.pruning.structured import ChannelPruningConfig, prune_channels_torch, refuse_keras
+from quantize.stages import STAGES, StageSpec
+
+STAGES.register(
+    MagnitudePruningConfig.stage, StageSpec(MagnitudePruningConfig, {"keras": prune_keras, "torch": prune_torch})
+)
+# the keras handler only refuses, with the reason (no maintained structured-pruning library for Keras)
+STAGES.register(
+    ChannelPruningConfig.stage, StageSpec(ChannelPruningConfig, {"torch": prune_channels_torch, "keras": refuse_keras})
+)
+
+__all__ = ["ChannelPruningConfig", "MagnitudePruningConfig"]

@@ -1,0 +1,110 @@
+"""Recipes, the sweep's cache and resume after a killed run."""
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from pipeline.errors import ConfigError
+from pipeline.results import fetch_exports, fetch_measurements, open_store
+from pipeline.sweep.executors import LocalExecutor
+from pipeline.sweep.plan import build_plan
+from pipeline.sweep.recipe import DEFAULT_RECIPE, load_recipe, parse_recipe
+from pipeline.sweep.runner import run_sweep
+
+TINY = {
+    "version": 1, "name": "tiny",
+    "models": [{"zoo": "digits-cnn", "frameworks": ["torch"]}],
+    "variants": [{"name": "fp32", "quantize": "none"}, {"name": "int8", "quantize": "int8"}],
+    "targets": ["tflite"],
+    "runtimes": [{"target": "tflite", "runtime": "litert", "delegate": "xnnpack", "threads": 1}],
+    "devices": ["host"],
+    "measure": {"warmup_runs": 2, "min_runs": 20, "min_duration_s": 0.2},
+}
+
+
+def test_default_recipe_is_valid_and_covers_the_grid():
+    recipe = load_recipe(DEFAULT_RECIPE)
+    plan = build_plan(recipe)
+    assert set(recipe.targets) == {"tflite", "executorch", "tfjs"}
+    assert {m.framework for m in recipe.models} == {"keras", "torch"}
+    assert len([d for d in recipe.devices if d != "host"]) >= 2
+    assert {c.target for c in plan.exports} == {"tflite", "executorch", "tfjs"}
+
+
+def test_every_mistake_is_reported_at_once_with_its_key_path():
+    bad = {**TINY, "targets": ["tflite", "tflit"], "devices": ["rpi5"],
+           "variants": [{"name": "x", "quantize": "uint8"}, {"name": "y", "prune": "1.5"}],
+           "runtimes": [{"target": "tflite", "runtime": "litert", "delegate": "xnnpak"}]}
+    with pytest.raises(ConfigError) as excinfo:
+        parse_recipe(bad, "bad.yaml")
+    message = str(excinfo.value)
+    for expected in ("targets[1]: unknown target 'tflit'", "Did you mean 'tflite'?", "devices[0]: unknown device profile 'rpi5'",
+                     "variants[0].quantize: 'uint8' cannot be expressed for target tflite", "variants[1].prune",
+                     "runtimes[0].delegate: unknown litert delegate 'xnnpak'"):
+        assert expected in message
+    assert message.startswith("bad.yaml has 5 problem(s)")
+
+
+def test_missing_model_file_fails_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match=r"models\[0\].path: model file .* does not exist"):
+        parse_recipe({**TINY, "models": [{"path": str(tmp_path / "absent.keras")}]})
+
+
+def test_sweep_caches_and_reruns_only_what_changed(tmp_path, torch_model_path):
+    workspace, store = tmp_path / "ws", tmp_path / "results.sqlite"
+    (workspace / "models").mkdir(parents=True)
+    for suffix in ("", ".card.json"):  # reuse the session's trained model instead of training again
+        (workspace / "models" / f"digits-cnn-torch.pt2{suffix}").write_bytes(
+            torch_model_path.with_name(torch_model_path.name + suffix).read_bytes())
+    recipe = parse_recipe(TINY)
+    cold_started = time.perf_counter()
+    first = run_sweep(recipe, workspace, store, LocalExecutor(), out=lambda _: None)
+    cold = time.perf_counter() - cold_started
+    assert first.exports == {"cached": 0, "done": 2, "failed": 0} and first.benches["done"] == 2
+    warm_started = time.perf_counter()
+    second = run_sweep(recipe, workspace, store, LocalExecutor(), out=lambda _: None)
+    warm = time.perf_counter() - warm_started
+    assert second.exports["cached"] == 2 and second.benches["cached"] == 2
+    assert warm < cold / 3
+    changed = parse_recipe({**TINY, "variants": [*TINY["variants"], {"name": "fp16", "quantize": "fp16"}]})
+    third = run_sweep(changed, workspace, store, LocalExecutor(), out=lambda _: None)
+    assert third.exports == {"cached": 2, "done": 1, "failed": 0}
+    with open_store(store) as connection:
+        assert len(fetch_exports(connection)) == 3 and len(fetch_measurements(connection, status="ok")) == 3
+
+
+def test_killed_sweep_resumes_without_redoing_or_corrupting(tmp_path, torch_model_path):
+    workspace, store = tmp_path / "ws", tmp_path / "results.sqlite"
+    (workspace / "models").mkdir(parents=True)
+    for suffix in ("", ".card.json"):
+        (workspace / "models" / f"digits-cnn-torch.pt2{suffix}").write_bytes(
+            torch_model_path.with_name(torch_model_path.name + suffix).read_bytes())
+    recipe_file = tmp_path / "tiny.yaml"
+    recipe_file.write_text(yaml.safe_dump(TINY))
+    command = [sys.executable, "-m", "pipeline", "sweep", str(recipe_file), "--workspace", str(workspace), "--store", str(store)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        try:
+            with sqlite3.connect(store) as raw:
+                if raw.execute("SELECT COUNT(*) FROM exports").fetchone()[0] >= 1:
+                    break
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    with open_store(store) as connection:
+        done_before = len(fetch_exports(connection))
+    assert done_before >= 1
+    resumed = run_sweep(parse_recipe(TINY), workspace, store, LocalExecutor(), out=lambda _: None)
+    assert resumed.exports["cached"] >= done_before and not resumed.failures
+    partial = [p for p in (workspace / "artifacts").rglob("*.partial")]
+    assert partial == []
+    for manifest in (workspace / "artifacts").rglob("manifest.json"):
+        assert (manifest.parent / "model.tflite").is_file()
