@@ -22,7 +22,8 @@ $(STAMP): requirements.lock pyproject.toml $(TFJS_RUNNER)/package-lock.json
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/pipeline demo
+	$(BIN)/pipeline sweep --report
+	@echo "Report: workspace/report/report.html (and report.md). Results: workspace/results.sqlite."
 
 test: setup lint
 	$(BIN)/pytest
