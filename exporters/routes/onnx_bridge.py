@@ -105,7 +105,9 @@ def onnx_to_tf_saved_model(model_proto: Any, out_dir: Path, input_layout: str = 
     if missing:
         raise _step_failed(TORCH_TO_TFJS, "2/3 (onnx2tf)", _ops(missing), "onnx2tf has no converter for it",
                            "Replace the op in the model, or export to tflite (litert-torch route) instead.")
-    import onnx2tf
+    from pipeline.keras_compat import import_keeping_keras3
+
+    onnx2tf = import_keeping_keras3("onnx2tf")  # it sets TF_USE_LEGACY_KERAS=1 at import
 
     log = io.StringIO()
     keep = [model_proto.graph.input[0].name] if input_layout == "NCHW" else None

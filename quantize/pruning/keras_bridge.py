@@ -116,23 +116,7 @@ def copy_weights(source: Any, target: Any) -> None:
 
 
 def import_tfmot() -> Any:
-    """Import TFMOT without letting it switch this process's `tf.keras` to Keras 2.
+    """TFMOT, imported without switching this process's `tf.keras` to Keras 2."""
+    from pipeline.keras_compat import import_keeping_keras3
 
-    TFMOT sets TF_USE_LEGACY_KERAS=1 at import and then touches `tf.keras`, which would bind
-    `tf.keras` to tf_keras for the whole process (and its subprocesses, via the environment).
-    Resolving `tf.keras` first keeps it on Keras 3; TFMOT then imports tf_keras itself.
-    """
-    import os
-
-    import tensorflow as tf
-
-    previous = os.environ.get("TF_USE_LEGACY_KERAS")
-    hasattr(tf.keras, "version")  # binds the lazy `tf.keras` (to Keras 3) before TFMOT flips the switch
-    try:
-        import tensorflow_model_optimization as tfmot
-    finally:
-        if previous is None:
-            os.environ.pop("TF_USE_LEGACY_KERAS", None)
-        else:
-            os.environ["TF_USE_LEGACY_KERAS"] = previous
-    return tfmot
+    return import_keeping_keras3("tensorflow_model_optimization")
