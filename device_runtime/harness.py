@@ -109,6 +109,7 @@ def _spawn(request: BenchRequest) -> tuple[dict[str, Any], int]:
     process = subprocess.Popen(
         [sys.executable, "-m", "device_runtime.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.sched_setaffinity(0, cores),
+        start_new_session=True,  # its own process group: throttle and kills reach its children too
     )
     cap = request.profile.memory_mb * 1024 * 1024 if request.profile.memory_mb else None
     monitor = WorkerMonitor(process.pid, active_fraction=request.active_fraction, memory_cap_bytes=cap)
@@ -116,7 +117,7 @@ def _spawn(request: BenchRequest) -> tuple[dict[str, Any], int]:
     try:
         stdout, stderr = process.communicate(json.dumps(payload), timeout=request.timeout_s)
     except subprocess.TimeoutExpired:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
         return {"status": "failed", "error": f"worker timed out after {request.timeout_s:.0f} s and was killed"}, monitor.peak_rss_seen
     finally:
@@ -149,6 +150,8 @@ def run_benchmark(request: BenchRequest) -> Measurement:
         "profile": request.profile.to_json(),
         "host_cores_used": request.profile.usable_cores(),
         "active_fraction": request.active_fraction,
+        # Playwright starts Chromium in process groups of its own, out of the throttle's reach
+        "throttle_applied": request.active_fraction < 1.0 and request.runtime != "tfjs-browser",
         "calibration": request.calibration,
         "versions": toolchain_versions(*RUNTIME_PACKAGES.get(request.runtime, ())),
         "manifest": {k: manifest.get(k) for k in ("source", "stages", "route", "size_bytes", "size_bytes_gzip")},

@@ -24,7 +24,8 @@ def rss_bytes(pid: int) -> int:
 class WorkerMonitor:
     """Runs beside a worker: lets it run `active_fraction` of each `period_s`, kills it above `memory_cap_bytes`.
 
-    A fraction of 1.0 means no throttle. The stop/continue cycle slows the worker's wall clock
+    The worker must lead its own process group, so runtimes it starts (Node.js, a browser) are
+    stopped and killed with it. A fraction of 1.0 means no throttle. The stop/continue cycle slows the worker's wall clock
     for real, so latencies measured inside it include the emulated slowdown.
     """
 
@@ -48,8 +49,9 @@ class WorkerMonitor:
         self._signal(signal.SIGCONT)
 
     def _signal(self, sig: int) -> None:
+        """Signal the worker's whole process group (it leads its own session), children included."""
         try:
-            os.kill(self.pid, sig)
+            os.killpg(self.pid, sig)
         except ProcessLookupError:
             self._stop.set()
 
