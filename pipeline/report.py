@@ -65,8 +65,11 @@ def load_entries(store_path: Path) -> list[Entry]:
         entries.append(Entry(
             model=export.get("model") or Path(source.get("path", "?")).stem, framework=export.get("framework") or source.get("framework", "?"),
             variant=export.get("variant") or stages or "fp32", target=row["target"], runtime=row["runtime"],
-            delegate=row["delegate_used"] or row["delegate_requested"], device=row["device_profile"], kind=row["kind"],
-            threads=row["threads"], p50_ms=row["latency_ms_p50"], p90_ms=row["latency_ms_p90"],
+            delegate=row["delegate_used"] or row["delegate_requested"], device=row["device_profile"],
+            kind=row["kind"] if row["latency_ms_p50"] is not None else f"{row['kind']} (mean only)",
+            # a device runner that prints only a mean (android_bench.py) is shown by its mean, and says so
+            threads=row["threads"], p50_ms=row["latency_ms_p50"] or row["latency_ms_mean"],
+            p90_ms=row["latency_ms_p90"] or row["latency_ms_mean"],
             size_bytes=manifest.get("size_bytes", 0), size_bytes_gzip=manifest.get("size_bytes_gzip", 0),
             accuracy=validation.get("artifact_accuracy"), agreement=validation.get("top1_agreement"),
             delegated=f"{delegation.get('ops_delegated', '?')}/{delegation.get('ops_total', '?')}" if delegation else "-",
