@@ -119,4 +119,5 @@ def import_tfmot() -> Any:
     """TFMOT, imported without switching this process's `tf.keras` to Keras 2."""
     from pipeline.keras_compat import import_keeping_keras3
 
-    return import_keeping_keras3("tensorflow_model_optimization")
+    return import_keeping_keras3("tensorflow_model_optimization",
+                                 "tensorflow_model_optimization.python.core.keras.compat")
