@@ -33,3 +33,18 @@ def test_wrong_extension_for_framework_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"\.pt2"):
         train_zoo_model("digits-cnn", "torch", tmp_path / "m.keras")
     assert not list(tmp_path.iterdir())
+
+
+def test_mobilenet_class_model_is_the_same_in_both_frameworks():
+    import numpy as np
+    import torch
+
+    from pipeline.zoo import mobilenet_v2
+
+    keras_model = mobilenet_v2.build_keras()
+    torch_model = mobilenet_v2.build_torch().eval()
+    keras_params = sum(int(np.prod(w.shape)) for w in keras_model.trainable_weights)
+    torch_params = sum(p.numel() for p in torch_model.parameters())
+    assert keras_params == torch_params == 86664
+    assert keras_model.output_shape == (None, 8)
+    assert tuple(torch_model(torch.zeros(2, 3, 64, 64)).shape) == (2, 8)
