@@ -24,6 +24,7 @@ $(STAMP): requirements.lock pyproject.toml $(TFJS_RUNNER)/package-lock.json
 demo: setup
 	$(BIN)/pipeline sweep --report
 	@echo "Report: workspace/report/report.html (and report.md). Results: workspace/results.sqlite."
+	$(BIN)/pipeline app --workspace workspace
 
 test: setup lint
 	$(BIN)/pytest

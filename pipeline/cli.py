@@ -238,6 +238,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_app(args: argparse.Namespace) -> int:
+    from demo_app.launch import launch
+
+    return launch(Path(args.workspace), args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pipeline",
@@ -312,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--store", default="workspace/results.sqlite", help="SQLite results store")
     report.add_argument("--out", default="workspace/report", help="output directory (default: workspace/report)")
     report.set_defaults(handler=cmd_report)
+
+    app = sub.add_parser("app", help="start the Streamlit comparison app on the workspace")
+    app.add_argument("--port", type=int, default=8501, help="port to serve on (default: 8501)")
+    app.add_argument("--workspace", default="workspace", help="workspace with results.sqlite and artifacts")
+    app.set_defaults(handler=cmd_app)
 
     demo = sub.add_parser("demo", help="train the reference models, export every route and mode, print a comparison")
     demo.add_argument("--workspace", default="workspace", help="where models and artifacts go (default: workspace)")

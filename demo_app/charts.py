@@ -1,0 +1,91 @@
+"""Altair charts of the leaderboard, an artifact's confusion matrix and a prediction's class probabilities."""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from pipeline.report import TARGET_COLOURS
+
+TARGETS = alt.Scale(domain=list(TARGET_COLOURS), range=list(TARGET_COLOURS.values()))
+RUNTIMES = alt.Scale(domain=["litert", "executorch", "tfjs-node", "tfjs-browser"],
+                     range=["#1f77b4", "#d62728", "#2ca02c", "#9467bd"])
+LOG = alt.Scale(type="log")
+
+
+def _tooltip() -> list[alt.Tooltip]:
+    return [alt.Tooltip("artifact:N"), alt.Tooltip("runtime_delegate:N", title="runtime/delegate"),
+            alt.Tooltip("device:N"), alt.Tooltip("p50_ms:Q", format=".4f", title="p50 ms"),
+            alt.Tooltip("accuracy:Q", format=".2%"), alt.Tooltip("size_bytes:Q", format=",", title="size B"),
+            alt.Tooltip("pareto:N", title="Pareto")]
+
+
+def pareto_chart(frame: pd.DataFrame) -> alt.LayerChart:
+    """Accuracy vs p50 latency (log x); marker area ~ size, colour = target; the front is outlined and joined."""
+    data = frame.assign(group=frame["model"] + " @ " + frame["device"])
+    x = alt.X("p50_ms:Q", scale=alt.Scale(type="log", padding=30), title="p50 latency (ms, log scale)")
+    y = alt.Y("accuracy:Q", scale=alt.Scale(zero=False, padding=30), axis=alt.Axis(format="%"), title="accuracy (validation)")
+    points = alt.Chart(data).mark_circle(opacity=0.65, stroke="black").encode(
+        x=x, y=y, color=alt.Color("target:N", scale=TARGETS, title="target"),
+        size=alt.Size("size_bytes:Q", scale=alt.Scale(range=[60, 1500]), title="size (bytes)"),
+        strokeWidth=alt.condition("datum.pareto", alt.value(2), alt.value(0)), tooltip=_tooltip())
+    front = alt.Chart(data).transform_filter("datum.pareto").mark_line(color="#888", strokeDash=[4, 3]).encode(
+        x=x, y=y, detail="group:N", order="p50_ms:Q")
+    return (front + points).properties(height=380).interactive()
+
+
+def size_chart(frame: pd.DataFrame) -> alt.Chart:
+    """Raw and gzip size per artifact, grouped bars coloured by target."""
+    sizes = frame.drop_duplicates("artifact").rename(columns={"size_bytes": "raw", "size_bytes_gzip": "gzip"})
+    long = sizes.melt(id_vars=["artifact", "target"], value_vars=["raw", "gzip"], var_name="measure", value_name="bytes")
+    return alt.Chart(long).mark_bar().encode(
+        x=alt.X("bytes:Q", title="bytes", axis=alt.Axis(format="~s")),
+        y=alt.Y("artifact:N", title=None, sort=alt.EncodingSortField("bytes", order="descending"), axis=alt.Axis(labelLimit=320)),
+        yOffset=alt.YOffset("measure:N", sort=["raw", "gzip"]),
+        color=alt.Color("target:N", scale=TARGETS),
+        opacity=alt.Opacity("measure:N", scale=alt.Scale(domain=["raw", "gzip"], range=[1.0, 0.45]), title="size"),
+        tooltip=["artifact:N", "measure:N", alt.Tooltip("bytes:Q", format=",")],
+    ).properties(height=alt.Step(9))
+
+
+def latency_chart(frame: pd.DataFrame) -> alt.LayerChart:
+    """Per measurement: min-max whisker, p50-p90 bar, p99 tick, p50 mark (log x), coloured by runtime."""
+    data = frame.assign(row=frame["artifact"] + " · " + frame["runtime_delegate"] + " · " + frame["device"],
+                        low=frame["latency_ms_min"].fillna(frame["p50_ms"]),
+                        high=frame["latency_ms_max"].fillna(frame["latency_ms_p99"]).fillna(frame["p90_ms"]))
+    data = data.sort_values(["runtime", "p50_ms"])
+    base = alt.Chart(data).encode(y=alt.Y("row:N", title=None, sort=list(data["row"]), axis=alt.Axis(labelLimit=420)),
+                                  color=alt.Color("runtime:N", scale=RUNTIMES, title="runtime"),
+                                  tooltip=["row:N", alt.Tooltip("low:Q", format=".4f", title="min ms"),
+                                           alt.Tooltip("p50_ms:Q", format=".4f", title="p50 ms"),
+                                           alt.Tooltip("p90_ms:Q", format=".4f", title="p90 ms"),
+                                           alt.Tooltip("latency_ms_p99:Q", format=".4f", title="p99 ms"),
+                                           alt.Tooltip("high:Q", format=".4f", title="max ms"), "runs:Q"])
+    whisker = base.mark_rule(opacity=0.6).encode(x=alt.X("low:Q", scale=LOG, title="latency (ms, log scale)"), x2="high:Q")
+    box = base.mark_bar(height=12, opacity=0.55).encode(x="p50_ms:Q", x2="p90_ms:Q")
+    p99 = base.mark_tick(thickness=2, size=16).encode(x="latency_ms_p99:Q")
+    p50 = base.mark_tick(thickness=3, size=16, color="black").encode(x="p50_ms:Q")
+    return (whisker + box + p99 + p50).properties(height=alt.Step(22))
+
+
+def confusion_chart(matrix: np.ndarray, labels: list[str], title: str) -> alt.LayerChart:
+    """A confusion matrix heatmap (rows: true class, columns: predicted), counts written in the cells."""
+    cells = pd.DataFrame([{"true": labels[i], "predicted": labels[j], "count": int(matrix[i, j])}
+                          for i in range(len(labels)) for j in range(len(labels))])
+    base = alt.Chart(cells, title=title).encode(x=alt.X("predicted:O", sort=labels), y=alt.Y("true:O", sort=labels))
+    heat = base.mark_rect().encode(color=alt.Color("count:Q", scale=alt.Scale(scheme="blues"), legend=None),
+                                   tooltip=["true:O", "predicted:O", "count:Q"])
+    text = base.mark_text(fontSize=10).encode(text=alt.condition("datum.count > 0", "count:Q", alt.value("")),
+                                              color=alt.condition("datum.count > 10", alt.value("white"), alt.value("black")))
+    return (heat + text).properties(width=alt.Step(26), height=alt.Step(26))
+
+
+def probability_chart(frame: pd.DataFrame) -> alt.LayerChart:
+    """Class probabilities per model (rows) as a heatmap; columns are class labels."""
+    base = alt.Chart(frame).encode(x=alt.X("class:O", title="class", sort=None), y=alt.Y("model:N", title=None, sort=None, axis=alt.Axis(labelLimit=320)))
+    heat = base.mark_rect().encode(color=alt.Color("probability:Q", scale=alt.Scale(scheme="greens", domain=[0, 1])),
+                                   tooltip=["model:N", "class:O", alt.Tooltip("probability:Q", format=".3f")])
+    text = base.mark_text(fontSize=10).encode(text=alt.Text("probability:Q", format=".2f"),
+                                              color=alt.condition("datum.probability > 0.5", alt.value("white"), alt.value("black")))
+    return (heat + text).properties(height=alt.Step(24))

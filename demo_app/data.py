@@ -1,0 +1,151 @@
+"""The leaderboard's data: store entries (pipeline.report) with their latency stats, filters, and artifact discovery."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pandas as pd
+
+from demo_app.config import Workspace
+from pipeline.report import load_entries, pareto_front
+
+# (column, label) of every leaderboard filter, in the order the sidebar shows them.
+FILTERS = (("model", "Model"), ("framework", "Source framework"), ("target", "Target"), ("variant", "Variant / stages"),
+           ("runtime", "Runtime"), ("delegate", "Delegate"), ("device", "Device profile"), ("kind", "Measured / emulated"))
+STATS = ("latency_ms_p99", "latency_ms_mean", "latency_ms_std", "latency_ms_min", "latency_ms_max", "latency_cv",
+         "runs", "load_ms", "first_inference_ms", "peak_rss_bytes")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """An exported artifact directory of the workspace and its manifest."""
+
+    path: Path
+    manifest: dict[str, Any]
+    label: str = ""  # unique in a listing: the path under workspace/artifacts, else the whole path
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", f"{self.path.parent.name}/{self.path.name}")
+
+    @property
+    def target(self) -> str:
+        return str(self.manifest.get("target", "?"))
+
+    @property
+    def variant(self) -> str:
+        return variant_of(self.manifest)
+
+    @property
+    def dataset(self) -> str:
+        eval_data = self.manifest.get("eval_data") or {}
+        return str(eval_data.get("dataset") or Path(self.manifest.get("source", {}).get("path", "?")).stem)
+
+
+def variant_of(manifest: dict[str, Any]) -> str:
+    """The stages applied, as pipeline.report names them ('fp32' when none)."""
+    names = [s["name"] if s["name"] != "quantize" else s["config"]["mode"] for s in manifest.get("stages", [])]
+    return "+".join(names) or "fp32"
+
+
+def artifact_label(path: Path, workspace: Workspace) -> str:
+    """The path under workspace/artifacts (e.g. digits-cnn-torch/tflite-int8); the whole path for one outside it."""
+    root = workspace.artifacts.resolve()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def store_stamp(store: Path) -> float:
+    """Changes whenever the store is written (WAL included): a cache key for the leaderboard."""
+    return sum(p.stat().st_mtime_ns for p in (store, store.with_name(store.name + "-wal")) if p.exists())
+
+
+def detail_url(artifact_dir: str, measurement_id: int | None = None) -> str:
+    """Relative link to the Artifact detail page for one artifact (and measurement)."""
+    params = {"artifact": artifact_dir, **({"measurement": measurement_id} if measurement_id is not None else {})}
+    return "detail?" + urlencode(params)
+
+
+def _stats(store: Path) -> dict[int, dict[str, Any]]:
+    from pipeline.results import fetch_measurements, open_store
+
+    with open_store(store) as connection:
+        rows = fetch_measurements(connection, status="ok")
+    return {row["id"]: {**json.loads(row["result_json"] or "{}"), **{k: row[k] for k in STATS if k in row}} for row in rows}
+
+
+def load_leaderboard(workspace: Workspace) -> pd.DataFrame:
+    """One row per latest ok measurement (pipeline.report.load_entries) with p99/min/max, label and Pareto flag."""
+    if not workspace.store.is_file():  # reading must not create a store
+        return pd.DataFrame()
+    entries = load_entries(workspace.store)
+    if not entries:
+        return pd.DataFrame()
+    front: set[int] = set()
+    for key in {(e.model, e.device) for e in entries}:
+        front |= pareto_front([e for e in entries if (e.model, e.device) == key])
+    stats = _stats(workspace.store)
+    rows = []
+    for entry in entries:
+        extra = stats.get(entry.measurement_id, {})
+        path = workspace.resolve(entry.artifact_dir)
+        rows.append({**asdict(entry), **{k: extra.get(k) for k in STATS}, "pareto": entry.measurement_id in front,
+                     "artifact": artifact_label(path, workspace), "artifact_path": str(path),
+                     "runtime_delegate": f"{entry.runtime}/{entry.delegate}",
+                     "detail": detail_url(entry.artifact_dir, entry.measurement_id)})
+    return pd.DataFrame(rows)
+
+
+def default_selection(frame: pd.DataFrame) -> dict[str, list[str]]:
+    """Everything, except the device: the host's own measurements when there are any (one device at a time)."""
+    selection = {column: sorted(frame[column].astype(str).unique()) for column, _ in FILTERS}
+    if "host" in selection["device"]:
+        selection["device"] = ["host"]
+    return selection
+
+
+def filter_rows(frame: pd.DataFrame, selection: dict[str, list[str]]) -> pd.DataFrame:
+    """Rows whose value in every filtered column is among the selected ones."""
+    keep = pd.Series(True, index=frame.index)
+    for column, values in selection.items():
+        keep &= frame[column].astype(str).isin(values)
+    return frame[keep]
+
+
+def discover_artifacts(workspace: Workspace, extra_dirs: Sequence[str] = ()) -> list[Artifact]:
+    """Artifacts under workspace/artifacts (two levels, hidden staging folders skipped) plus `extra_dirs`."""
+    candidates = [p.parent for p in workspace.artifacts.glob("*/*/manifest.json")] if workspace.artifacts.is_dir() else []
+    candidates += [workspace.resolve(d) for d in extra_dirs]
+    found: dict[Path, Artifact] = {}
+    for folder in candidates:
+        folder = folder.resolve()
+        if folder in found or any(part.startswith(".") for part in folder.parts[-2:]):
+            continue
+        try:
+            found[folder] = Artifact(folder, json.loads((folder / "manifest.json").read_text()), artifact_label(folder, workspace))
+        except (OSError, ValueError):
+            continue
+    return sorted(found.values(), key=lambda a: (a.label.startswith("/"), a.label))
+
+
+def find_artifact(artifacts: list[Artifact], wanted: str, workspace: Workspace) -> Artifact | None:
+    """The known artifact `wanted` names (a stored path or a label); None for anything else (no arbitrary paths)."""
+    path = workspace.resolve(wanted)
+    return next((a for a in artifacts if a.path == path or a.label == wanted), None)
+
+
+def measurements_of(workspace: Workspace, artifact: Artifact) -> pd.DataFrame:
+    """Every measurement (ok or not) of one artifact, newest first."""
+    if not workspace.store.is_file():
+        return pd.DataFrame()
+    from pipeline.results import fetch_measurements, open_store
+
+    with open_store(workspace.store) as connection:
+        rows = [r for r in fetch_measurements(connection) if workspace.resolve(r["artifact_dir"]) == artifact.path]
+    columns = ["id", "created_at", "kind", "status", "runtime", "delegate_used", "threads", "device_profile",
+               "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "accuracy", "error"]
+    return pd.DataFrame([{c: r[c] for c in columns} for r in rows], columns=columns)

@@ -1,0 +1,143 @@
+"""Run artifacts in their real runtimes and source models in their own frameworks; compare them on eval.npz."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from demo_app.data import Artifact
+
+# One call of a tfjs-node session starts Node.js, so it is timed once; in-process runtimes take the median of a few.
+REPEATS = {"tfjs-node": 1, "tfjs-browser": 1}
+DEFAULT_REPEATS = 5
+
+
+@dataclass
+class Runner:
+    """A loaded model behind a lock (a runtime session is not thread-safe; Streamlit serves sessions on threads)."""
+
+    name: str
+    runtime: str
+    delegate: str
+    layout: str
+    predict: Callable[[np.ndarray], np.ndarray]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        with self.lock:
+            return np.asarray(self.predict(x), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One model's answer for one input: top class, its probability, the whole vector, and the call's latency."""
+
+    name: str
+    runtime: str
+    label: str
+    confidence: float
+    probabilities: list[float]
+    latency_ms: float
+
+
+def runtime_for(artifact: Artifact) -> tuple[str, str]:
+    """The runtime and delegate `pipeline bench` uses by default for this artifact."""
+    from device_runtime.harness import DEFAULT_DELEGATE, DEFAULT_RUNTIME
+
+    runtime = DEFAULT_RUNTIME[artifact.target]
+    return runtime, DEFAULT_DELEGATE[runtime]
+
+
+def open_artifact(artifact: Artifact, runtime: str | None = None, delegate: str | None = None) -> Runner:
+    """Load the artifact's model file in `RUNTIMES[runtime]` (default: as benchmarked); raises PipelineError."""
+    from device_runtime import RUNTIMES
+
+    default_runtime, default_delegate = runtime_for(artifact)
+    runtime, delegate = runtime or default_runtime, delegate or default_delegate
+    session = RUNTIMES.get(runtime).load(artifact.path / artifact.manifest["model_file"], delegate)
+    layout = (artifact.manifest.get("input_signature") or [{}])[0].get("layout", "NHWC")
+    return Runner(artifact.label, runtime, getattr(session, "delegate", delegate) or delegate, layout, session.run)
+
+
+def open_source(path: Path) -> Runner:
+    """Load the source model with pipeline.intake.load_model; it predicts in its own framework."""
+    from pipeline.intake import load_model
+
+    bundle = load_model(str(path))
+    return Runner(f"source: {path.name}", bundle.framework, "-", bundle.input_spec.layout, bundle.predict)
+
+
+def to_layout(x: np.ndarray, source: str, target: str) -> np.ndarray:
+    from pipeline.datasets import to_layout as convert
+
+    return convert(x, source, target)
+
+
+def predict(runner: Runner, x: np.ndarray, layout: str, labels: list[str]) -> Prediction:
+    """Run one sample (given in `layout`) through `runner`; the latency is the median wall time of the calls."""
+    x = to_layout(x, layout, runner.layout)
+    times, output = [], np.zeros(0)
+    for _ in range(REPEATS.get(runner.runtime, DEFAULT_REPEATS)):
+        started = time.perf_counter()
+        output = runner.run(x)
+        times.append((time.perf_counter() - started) * 1000)
+    probabilities = output[0].astype(float)
+    top = int(probabilities.argmax())
+    label = labels[top] if top < len(labels) else str(top)
+    return Prediction(runner.name, runner.runtime, label, float(probabilities[top]), probabilities.tolist(),
+                      statistics.median(times))
+
+
+def op_list(artifact: Artifact) -> list[str]:
+    """The artifact's op types: a `.tflite`'s plan on reference kernels (every op), else the manifest's graph ops."""
+    if artifact.target == "tflite":
+        from device_runtime.litert import LiteRTRuntime
+
+        session = LiteRTRuntime().load(artifact.path / artifact.manifest["model_file"], "cpu")
+        try:
+            return list(dict.fromkeys(session.op_names()))
+        finally:
+            session.close()
+    return list((artifact.manifest.get("delegation") or {}).get("graph_ops") or [])
+
+
+def eval_samples(artifact: Artifact) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """The artifact's eval.npz: inputs (float32), labels (or None) and their layout."""
+    entry = artifact.manifest.get("eval_data") or {}
+    with np.load(artifact.path / entry.get("file", "eval.npz"), allow_pickle=False) as data:
+        labels = data["y"] if "y" in data.files else None
+        return data["x"].astype(np.float32), labels, entry.get("layout", "NHWC")
+
+
+def per_class(predicted: np.ndarray, truth: np.ndarray, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(confusion matrix [true, predicted], accuracy per class; NaN for a class without samples)."""
+    matrix = np.zeros((classes, classes), np.int64)
+    np.add.at(matrix, (truth.astype(int), predicted.astype(int)), 1)
+    totals = matrix.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.where(totals > 0, np.diag(matrix) / totals, np.nan)
+    return matrix, accuracy
+
+
+def compare_on_eval(artifact: Artifact, artifact_runner: Runner, source_runner: Runner) -> dict[str, Any]:
+    """Both models on the artifact's eval.npz: predictions, per-class accuracy, confusion matrices, agreement."""
+    x, y, layout = eval_samples(artifact)
+    artifact_out = artifact_runner.run(to_layout(x, layout, artifact_runner.layout))
+    source_out = source_runner.run(to_layout(x, layout, source_runner.layout))
+    classes = int(artifact_out.shape[-1])
+    result: dict[str, Any] = {"samples": len(x), "classes": classes, "artifact_pred": artifact_out.argmax(-1),
+                              "source_pred": source_out.argmax(-1), "labels": y}
+    result["agreement"] = float(np.mean(result["artifact_pred"] == result["source_pred"]))
+    result["max_abs_error"] = float(np.max(np.abs(artifact_out - source_out)))
+    if y is not None:
+        for who in ("artifact", "source"):
+            result[f"{who}_matrix"], result[f"{who}_per_class"] = per_class(result[f"{who}_pred"], y, classes)
+            result[f"{who}_accuracy"] = float(np.mean(result[f"{who}_pred"] == y))
+    return result

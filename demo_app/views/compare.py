@@ -1,0 +1,73 @@
+"""Compare: the filtered leaderboard, the accuracy-latency Pareto chart, sizes and latency distributions."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from demo_app import charts
+from demo_app.data import FILTERS, default_selection, filter_rows
+from demo_app.ui import artifacts, first_run, leaderboard, workspace
+
+COLUMNS = {
+    "pareto": st.column_config.CheckboxColumn("Pareto", help="Not dominated in p50, accuracy and size (per model and device)"),
+    "model": "model", "framework": "source", "variant": "variant", "target": "target",
+    "runtime_delegate": "runtime/delegate", "device": "device", "kind": "kind", "threads": "threads",
+    "p50_ms": st.column_config.NumberColumn("p50 ms", format="%.4f"),
+    "p90_ms": st.column_config.NumberColumn("p90 ms", format="%.4f"),
+    "latency_ms_p99": st.column_config.NumberColumn("p99 ms", format="%.4f"),
+    "size_bytes": st.column_config.NumberColumn("size B", format="localized"),
+    "size_bytes_gzip": st.column_config.NumberColumn("gzip B", format="localized"),
+    "accuracy": st.column_config.NumberColumn("accuracy", format="percent"),
+    "agreement": st.column_config.NumberColumn("top-1 agreement", format="percent"),
+    "delegated": "delegated ops", "warning": "delegation warning",
+    "detail": st.column_config.LinkColumn("manifest", display_text="open", help="Artifact detail: manifest, validation, delegation"),
+}
+
+ws = workspace()
+st.title("Compare artifacts")
+frame = leaderboard(ws)
+if frame.empty:
+    exported = artifacts(ws)
+    first_run(ws, "benchmark results")
+    if exported:
+        st.warning(f"{len(exported)} artifact(s) are exported but not benchmarked yet; benchmark them on the Run page.")
+    st.stop()
+
+defaults = default_selection(frame)
+st.sidebar.header("Filters")
+selection = {}
+for column, label in FILTERS:
+    options = sorted(frame[column].astype(str).unique())
+    selection[column] = st.sidebar.multiselect(label, options, default=defaults[column], key=f"filter_{column}")
+rows = filter_rows(frame, selection)
+if rows.empty:
+    st.warning("No measurement matches these filters. Widen them in the sidebar.")
+    st.stop()
+
+best = rows.sort_values("p50_ms").iloc[0]
+cols = st.columns(4)
+cols[0].metric("Measurements", len(rows))
+cols[1].metric("Artifacts", rows["artifact"].nunique())
+cols[2].metric("Fastest p50", f"{best['p50_ms']:.4f} ms", help=f"{best['artifact']} on {best['runtime_delegate']}")
+cols[3].metric("On the Pareto front", int(rows["pareto"].sum()))
+
+st.subheader("Leaderboard")
+st.caption("Latest successful measurement per artifact, runtime, delegate, device and threads. "
+           "Accuracy and agreement come from the export's validation. Select a row (or follow its link) for details.")
+picked = st.dataframe(rows[list(COLUMNS)], column_config=COLUMNS, hide_index=True, width="stretch",
+                      on_select="rerun", selection_mode="single-row", key="leaderboard")
+chosen = picked.selection.rows if picked is not None else []
+if chosen and st.button("Open artifact detail", icon=":material/description:", type="primary"):
+    row = rows.iloc[chosen[0]]
+    st.switch_page("views/detail.py", query_params={"artifact": row["artifact_dir"], "measurement": str(row["measurement_id"])})
+
+pareto, sizes, latency = st.tabs(["Accuracy vs latency", "Size", "Latency distribution"])
+with pareto:
+    st.caption("Marker area ~ size, colour = target; outlined markers (joined by the dashed line) form the Pareto front.")
+    st.altair_chart(charts.pareto_chart(rows), width="stretch")
+with sizes:
+    st.caption("Raw bytes (solid) and gzip bytes (light) of every file of the artifact.")
+    st.altair_chart(charts.size_chart(rows), width="stretch")
+with latency:
+    st.caption("Whisker: min to max; bar: p50 to p90; coloured tick: p99; black tick: p50 (from the stored run statistics).")
+    st.altair_chart(charts.latency_chart(rows), width="stretch")

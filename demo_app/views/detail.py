@@ -1,0 +1,115 @@
+"""Artifact detail: manifest, validation, delegation report, and per-class accuracy against the source model."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from demo_app import charts
+from demo_app.data import Artifact, find_artifact, measurements_of
+from demo_app.ui import artifacts, eval_comparison, first_run, ops, source_path, workspace
+from pipeline.errors import PipelineError
+
+FALLBACK = "background-color: #ffd6d6; color: #8a1111; font-weight: 600"
+
+ws = workspace()
+st.title("Artifact detail")
+known = artifacts(ws)
+if not known:
+    first_run(ws, "exported artifacts")
+    st.stop()
+
+wanted = st.query_params.get("artifact")
+current = find_artifact(known, wanted, ws) if wanted else None
+if wanted and current is None:
+    st.error(f"`{wanted}` is not an artifact of this workspace; pick one below.")
+labels = [a.label for a in known]
+index = labels.index(current.label) if current else 0
+label = st.selectbox("Artifact", labels, index=index)
+artifact: Artifact = known[labels.index(label)]
+if artifact is not current:
+    st.query_params["artifact"] = artifact.label
+manifest, validation = artifact.manifest, artifact.manifest.get("validation", {})
+
+cols = st.columns(5)
+cols[0].metric("Target", artifact.target)
+cols[1].metric("Variant", artifact.variant)
+cols[2].metric("Size", f"{manifest.get('size_bytes', 0):,} B", help=f"gzip {manifest.get('size_bytes_gzip', 0):,} B")
+passed = validation.get("passed")
+cols[3].metric("Validation", {True: "passed", False: "FAILED", None: "skipped"}[passed])
+if validation.get("artifact_accuracy") is not None:
+    delta = validation["artifact_accuracy"] - (validation.get("source_accuracy") or 0)
+    cols[4].metric("Accuracy", f"{validation['artifact_accuracy']:.2%}", f"{delta:+.2%} vs source")
+st.caption(f"`{artifact.path}` — route: {manifest.get('route', '?')}")
+
+tab_eval, tab_validation, tab_delegation, tab_measure, tab_manifest = st.tabs(
+    ["Per-class accuracy", "Validation", "Delegation", "Measurements", "Manifest"])
+
+with tab_validation:
+    if passed is False:
+        st.error("Validation failed: " + "; ".join(validation.get("failures", [])))
+    rows = [{"check": k, "value": json.dumps(v) if isinstance(v, dict | list) else str(v)} for k, v in validation.items()]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+with tab_delegation:
+    delegation = manifest.get("delegation") or {}
+    if not delegation:
+        st.info("No delegation report in this manifest.")
+    else:
+        fallen = delegation.get("ops_not_delegated", [])
+        st.metric(f"Ops on {delegation.get('delegate', '?')}", f"{delegation.get('ops_delegated', '?')}/{delegation.get('ops_total', '?')}")
+        if delegation.get("warning"):
+            st.warning(delegation["warning"])
+        try:
+            listed = ops(artifact)
+        except PipelineError:
+            listed = []
+        listed += [op for op in fallen if op not in listed]
+        table = pd.DataFrame({"op": listed, "where": ["fallback kernels" if op in fallen else "delegate" for op in listed]})
+        if len(table):
+            st.dataframe(table.style.apply(lambda row: [FALLBACK if row["where"] != "delegate" else "" for _ in row], axis=1),
+                         hide_index=True)
+        st.caption("Ops that fell off the delegate are highlighted: they run on slower reference kernels."
+                   if fallen else "Every op was taken by the delegate.")
+
+with tab_measure:
+    measured = measurements_of(ws, artifact)
+    if measured.empty:
+        st.info("Not benchmarked yet: start a benchmark on the Run page.")
+    else:
+        st.dataframe(measured, hide_index=True, width="stretch")
+
+with tab_manifest:
+    st.download_button("Download manifest.json", json.dumps(manifest, indent=2), "manifest.json", "application/json")
+    st.json(manifest, expanded=2)
+
+with tab_eval:
+    source = source_path(ws, artifact)
+    has_eval = (artifact.path / (manifest.get("eval_data") or {}).get("file", "eval.npz")).is_file()
+    if source is None or not has_eval:
+        st.info("Needs the artifact's eval.npz and its source model "
+                f"(`{manifest.get('source', {}).get('path', '?')}`) to compare them; one of them is missing.")
+        st.stop()
+    try:
+        with st.spinner("Running eval.npz through the artifact's runtime and the source model..."):
+            result = eval_comparison(artifact, source)
+    except PipelineError as exc:
+        st.error(f"Could not run the comparison: {exc}")
+        st.stop()
+    names = list(manifest.get("source", {}).get("labels") or map(str, range(result["classes"])))
+    cols = st.columns(3)
+    cols[0].metric("Samples", result["samples"])
+    cols[1].metric("Top-1 agreement with source", f"{result['agreement']:.2%}")
+    cols[2].metric("Max abs error", f"{result['max_abs_error']:.3g}")
+    if result["labels"] is None:
+        st.info("eval.npz has no labels: only agreement with the source model can be shown.")
+        st.stop()
+    per_class = pd.DataFrame({"class": names, "source": result["source_per_class"], "artifact": result["artifact_per_class"]})
+    per_class["difference"] = per_class["artifact"] - per_class["source"]
+    st.dataframe(per_class, hide_index=True, column_config={c: st.column_config.NumberColumn(format="percent")
+                                                            for c in ("source", "artifact", "difference")})
+    left, right = st.columns(2)
+    left.altair_chart(charts.confusion_chart(result["source_matrix"], names, f"source model ({result['source_accuracy']:.2%})"), width="content")
+    right.altair_chart(charts.confusion_chart(result["artifact_matrix"], names, f"artifact ({result['artifact_accuracy']:.2%})"), width="content")
