@@ -64,8 +64,10 @@ def _migrate(connection: sqlite3.Connection) -> None:
     tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     if "meta" not in tables:
         return
-    version = int(connection.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
-    if version == 1:
+    row = connection.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    if row is None:  # another writer created the tables a moment ago and has not stamped them yet
+        return
+    if int(row[0]) == 1:
         connection.execute("ALTER TABLE measurements ADD COLUMN cell_key TEXT")
         connection.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
 
