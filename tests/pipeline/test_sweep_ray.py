@@ -33,25 +33,31 @@ def ray_executor() -> Iterator[RayExecutor]:
     executor.close()
 
 
-def _overlaps(windows: list[tuple[float, float]]) -> bool:
-    (a0, a1), (b0, b1) = sorted(windows)
-    return b0 < a1
-
-
-def test_benchmarks_never_run_together_but_exports_do(ray_executor: RayExecutor) -> None:
-    # local functions are shipped by value, so the workers need not import this test module
-    def window(seconds: float) -> tuple[float, float]:
+def test_benchmarks_never_run_together_but_exports_do(ray_executor: RayExecutor, tmp_path: Path) -> None:
+    # Each call drops a marker and waits for its partner's: only calls that really run at the same
+    # time see each other. Local functions are shipped by value, so workers need not import this module.
+    def rendezvous(folder: str, me: int, wait_s: float) -> bool:
         import time
+        from pathlib import Path as P
 
-        start = time.time()
-        time.sleep(seconds)
-        return start, time.time()
+        P(folder, str(me)).touch()
+        deadline = time.time() + wait_s
+        while time.time() < deadline:
+            if P(folder, str(1 - me)).exists():
+                return True
+            time.sleep(0.05)
+        return False
 
-    exclusive = dict(ray_executor.map(window, [(1.0,), (1.0,)], exclusive_cpu=True))
-    concurrent = dict(ray_executor.map(window, [(3.0,), (3.0,)]))  # long enough to start a 2nd worker
-    assert sorted(exclusive) == sorted(concurrent) == [0, 1]
-    assert not _overlaps(list(exclusive.values()))
-    assert _overlaps(list(concurrent.values()))
+    exclusive_dir, shared_dir = tmp_path / "exclusive", tmp_path / "shared"
+    exclusive_dir.mkdir()
+    shared_dir.mkdir()
+    # serialized, whichever exclusive call runs first waits in vain; only the second finds a marker
+    exclusive = dict(ray_executor.map(rendezvous, [(str(exclusive_dir), 0, 3.0), (str(exclusive_dir), 1, 3.0)],
+                                      exclusive_cpu=True))
+    # plain calls may run side by side; a generous wait covers a slow second worker start under load
+    shared = dict(ray_executor.map(rendezvous, [(str(shared_dir), 0, 90.0), (str(shared_dir), 1, 90.0)]))
+    assert sorted(exclusive.values()) == [False, True]
+    assert shared == {0: True, 1: True}
 
 
 def test_task_errors_become_failed_results(ray_executor: RayExecutor, tmp_path: Path) -> None:
