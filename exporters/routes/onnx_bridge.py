@@ -44,7 +44,7 @@ SAVED_MODEL_TO_EXECUTORCH_ROUTE = KERAS_TO_EXECUTORCH_ROUTE.replace("Keras model
 # onnx2fx helpers whose shape/axes argument may be a Python list (they call .tolist() on a tensor);
 # a list lets torch.export specialize the shape instead of reading a lifted buffer's values.
 _SHAPE_ARG_FUNCTIONS = frozenset({"_reshape", "_expand", "_tile", "_dynamic_slice", "_squeeze_dynamic",
-                                  "_unsqueeze_dynamic", "_split_with_sizes", "_constant_of_shape"})
+                                  "_unsqueeze_dynamic", "_split_with_sizes", "_constant_of_shape", "_pad_impl"})
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -101,13 +101,14 @@ def onnx_to_tf_saved_model(model_proto: Any, out_dir: Path, input_layout: str = 
     (one Transpose at the input) so the artifact takes the same data as the torch model.
     """
     _check_layout(input_layout)
+    from pipeline.keras_compat import import_keeping_keras3
+
+    # it sets TF_USE_LEGACY_KERAS=1 at import; so would find_spec below, which imports the package first
+    onnx2tf = import_keeping_keras3("onnx2tf")
     missing = [n.op_type for n in model_proto.graph.node if importlib.util.find_spec(f"onnx2tf.ops.{n.op_type}") is None]
     if missing:
         raise _step_failed(TORCH_TO_TFJS, "2/3 (onnx2tf)", _ops(missing), "onnx2tf has no converter for it",
                            "Replace the op in the model, or export to tflite (litert-torch route) instead.")
-    from pipeline.keras_compat import import_keeping_keras3
-
-    onnx2tf = import_keeping_keras3("onnx2tf")  # it sets TF_USE_LEGACY_KERAS=1 at import
 
     log = io.StringIO()
     keep = [model_proto.graph.input[0].name] if input_layout == "NCHW" else None
@@ -250,6 +251,62 @@ def gemm_to_linear(module: Any) -> Any:
     return module
 
 
+def scalar_clamp_bounds(module: Any) -> Any:
+    """Turn one-element constant clamp bounds (ONNX Clip's min/max inputs, e.g. ReLU6) into Python floats.
+
+    With tensor bounds torch.export emits aten.clamp.Tensor, which XNNPACK does not take; float bounds
+    give aten.clamp.default (or hardtanh), which it does.
+    """
+    import torch
+
+    folded = set()
+    for node in list(module.graph.nodes):
+        if node.op != "call_function" or node.target is not torch.clamp:
+            continue
+        kwargs = dict(node.kwargs)
+        for key in ("min", "max"):
+            bound = kwargs.get(key)
+            if getattr(bound, "op", "") == "get_attr" and getattr(module, bound.target).numel() == 1:
+                kwargs[key] = float(getattr(module, bound.target).item())
+                folded.add(bound)
+        node.kwargs = kwargs
+    still_read = {node.target for node in module.graph.nodes if node.op == "get_attr" and node.users}
+    for bound in folded:
+        if not bound.users:
+            module.graph.erase_node(bound)
+            if bound.target not in still_read and hasattr(module, bound.target):
+                delattr(module, bound.target)
+    module.recompile()
+    return module
+
+
+def channels_first_global_mean(module: Any) -> Any:
+    """Rewrite transpose(NCHW -> NHWC) + mean over axes [1, 2] as a mean over NCHW's last two axes.
+
+    That is how Keras' GlobalAveragePooling2D arrives through tf2onnx and onnx2fx. XNNPACK only takes a
+    4-D mean over the last two axes with keepdim, so the original stays on portable kernels.
+    """
+    import torch
+
+    for node in list(module.graph.nodes):
+        if node.op != "call_function" or getattr(node.target, "__name__", "") != "_reduce_mean":
+            continue
+        source, axes, keepdims = node.args[0], node.args[1], node.args[2]
+        if not (isinstance(axes, (list, tuple)) and sorted(axes) == [1, 2]
+                and getattr(source, "target", None) is torch.permute and list(source.args[1]) == [0, 2, 3, 1]):
+            continue
+        with module.graph.inserting_before(node):
+            pooled = module.graph.call_function(torch.mean, (source.args[0], [2, 3]), {"keepdim": True})
+            result = (module.graph.call_function(torch.permute, (pooled, [0, 2, 3, 1])) if keepdims
+                      else module.graph.call_function(torch.flatten, (pooled, 1)))
+        node.replace_all_uses_with(result)
+        module.graph.erase_node(node)
+        if not source.users:
+            module.graph.erase_node(source)
+    module.recompile()
+    return module
+
+
 def onnx_to_torch_module(model_proto: Any) -> Any:
     """Step 3/5: onnx2fx turns the ONNX graph into a torch.fx.GraphModule (eval mode, shapes inlined, Gemm as linear)."""
     import onnx2fx
@@ -260,7 +317,9 @@ def onnx_to_torch_module(model_proto: Any) -> Any:
         raise _step_failed(TF_TO_EXECUTORCH, "3/5 (onnx2fx)", _ops([getattr(exc, "op_type", None)]), _first_line(exc),
                            "Replace the op in the model, register a handler with onnx2fx.register_op, "
                            "or export to tflite/tfjs.") from None
-    return gemm_to_linear(inline_shape_constants(module)).eval()
+    for rewrite in (inline_shape_constants, gemm_to_linear, scalar_clamp_bounds, channels_first_global_mean):
+        module = rewrite(module)
+    return module.eval()
 
 
 def keras_to_torch_module(bundle: ModelBundle, scratch_dir: Path) -> Any:

@@ -1,5 +1,7 @@
 """ONNX-bridged routes: PyTorch -> TF.js (onnx2tf) and Keras -> ExecuTorch (tf2onnx + onnx2fx), run in their runtimes."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -31,6 +33,7 @@ def _assert_agrees(outputs, source):
 def test_torch_to_tfjs_takes_nhwc_and_agrees_in_node(torch_bundle, tmp_path):
     stages = onnx_bridge.convert_torch_to_tfjs(torch_bundle, tmp_path, quantization_config("none"))
     assert stages == ()
+    assert "TF_USE_LEGACY_KERAS" not in os.environ  # onnx2tf sets it at import; the bridge must undo that
     session = TFJSNodeRuntime().load(tmp_path / "model.json", "wasm")
     assert session.input_shape == (1, 8, 8, 1)  # onnx2tf moves the input to NHWC
     outputs = session.run(torch_bundle.eval_data.in_layout("NHWC").x)
@@ -129,3 +132,29 @@ def test_impossible_modes_are_refused_before_converting(torch_bundle, keras_bund
     with pytest.raises(ConfigError, match="input_layout 'NCWH' is not known. Options: NHWC, NCHW"):
         onnx_bridge.convert_torch_to_tfjs(torch_bundle, tmp_path / "tfjs", quantization_config("none"), input_layout="NCWH")
     assert not list(tmp_path.iterdir())
+
+
+def test_mobilenet_style_keras_ops_reach_xnnpack(tmp_path):
+    """ZeroPadding2D, ReLU6 and GlobalAveragePooling2D arrive as pad, clamp and mean, all on the delegate."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((16, 16, 3)),
+        keras.layers.ZeroPadding2D(((0, 1), (0, 1))),
+        keras.layers.Conv2D(8, 3, strides=2),
+        keras.layers.ReLU(max_value=6.0),
+        keras.layers.DepthwiseConv2D(3, padding="same"),
+        keras.layers.ReLU(max_value=6.0),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(4),
+    ])
+    model.save(tmp_path / "block.keras")
+    bundle = load_model(str(tmp_path / "block.keras"))
+    stages, report = onnx_bridge.convert_keras_to_executorch(
+        bundle, tmp_path / "model.pte", quantization_config("none"), "xnnpack"
+    )
+    assert report["ops_not_delegated"] == [] and report["delegated_share"] == 1.0
+    x = np.random.default_rng(0).uniform(0, 1, (3, 16, 16, 3)).astype(np.float32)
+    outputs = ExecuTorchRuntime().load(tmp_path / "model.pte", "xnnpack").run(x)
+    np.testing.assert_allclose(outputs, model.predict(x, verbose=0), atol=1e-5)

@@ -31,7 +31,7 @@ def test_unknown_target_exits_2_without_traceback(tmp_path):
 
 def test_unknown_quantization_mode(capsys):
     assert main(["export", "model.keras", "--quantize", "int4"]) == 2
-    assert "Unknown quantization mode 'int4'. Available: dynamic-int8, fp16, int8, none, uint16, uint8, weight-int8." in capsys.readouterr().err
+    assert "Unknown quantization mode 'int4'. Available: dynamic-int8, fp16, int8, none, qat-int8, uint16, uint8, weight-int8." in capsys.readouterr().err
 
 
 def test_missing_model_file(tmp_path, capsys):
@@ -85,13 +85,12 @@ def test_op_the_converter_cannot_take_is_named(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_user_model_with_user_data_end_to_end(tmp_path, digits_npz, capsys):
+def test_user_model_with_user_data_end_to_end(tmp_path, digits_npz, torch_model_path, capsys):
+    """A factory plus a trained state dict (an untrained model's near-uniform outputs flip under int8)."""
     import torch
 
-    from pipeline.zoo.digits_cnn import build_torch
-
     weights = tmp_path / "weights.pt"
-    torch.save(build_torch().state_dict(), weights)
+    torch.save(torch.export.load(str(torch_model_path)).module().state_dict(), weights)
     out = tmp_path / "artifact"
     code = main([
         "export", "pipeline.zoo.digits_cnn:build_torch", "--weights", str(weights), "--input-shape", "1,1,8,8",
@@ -102,7 +101,7 @@ def test_user_model_with_user_data_end_to_end(tmp_path, digits_npz, capsys):
     manifest = json.loads(capsys.readouterr().out)
     assert manifest["source"]["format"] == "factory"
     assert manifest["stages"][0]["config"] == {"mode": "int8", "calibration_samples": 50, "per_channel": True}
-    assert manifest["validation"]["dataset"] == "digits-NCHW.npz"
+    assert manifest["validation"]["dataset"] == "digits-NCHW.npz" and manifest["validation"]["passed"]
     assert sorted(p.name for p in out.iterdir()) == ["eval.npz", "manifest.json", "model.tflite"]
 
 
