@@ -71,3 +71,13 @@ def artifacts(model_paths, tmp_path_factory) -> dict[str, Path]:
     for name, (bundle, target, mode) in plan.items():
         export_bundle(bundle, target, quantization_config(mode), root / name)
     return {name: root / name for name in plan}
+
+
+@pytest.fixture(scope="session")
+def mobilenet_paths(models_dir: Path) -> dict[str, Path]:
+    """The MobileNetV2-class zoo model trained in both frameworks (about 1-2 minutes each)."""
+    from pipeline.zoo.train import train_zoo_model
+
+    return {framework: train_zoo_model("mobilenet-v2-shapes", framework,
+                                       models_dir / f"mobilenet-v2-shapes-{framework}.{suffix}").path
+            for framework, suffix in (("keras", "keras"), ("torch", "pt2"))}

@@ -13,10 +13,11 @@ from pipeline.datasets.base import DATASETS, Dataset, DatasetSplits
 
 SIZE = 64
 CLASSES = ("circle", "ring", "square", "triangle", "cross", "ellipse", "stripes", "star")
-TRAIN_PER_CLASS = 300
+TRAIN_PER_CLASS = 600
 TEST_PER_CLASS = 75
 CALIBRATION_SAMPLES = 200
 DISTRACTORS = 3
+CHUNK = 500  # images rendered at once
 
 
 def _inside(label: int, u: np.ndarray, v: np.ndarray, r: np.ndarray, shape: np.ndarray) -> np.ndarray:
@@ -48,55 +49,73 @@ def _inside(label: int, u: np.ndarray, v: np.ndarray, r: np.ndarray, shape: np.n
     return edge - rho
 
 
-def _coordinates(rng: np.random.Generator, count: int, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates relative to a random centre, rotated by a random angle, shaped (count, SIZE, SIZE)."""
+def _uniform(rng: np.random.Generator, low: float | np.ndarray, high: float | np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return rng.uniform(low, high, shape).astype(np.float32)
+
+
+def _coordinates(rng: np.random.Generator, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates relative to a random centre, rotated by a random angle, shaped (len(r), SIZE, SIZE)."""
     grid = np.arange(SIZE, dtype=np.float32) + 0.5
-    cx = rng.uniform(r + 1, SIZE - r - 1)[:, None, None]
-    cy = rng.uniform(r + 1, SIZE - r - 1)[:, None, None]
-    theta = rng.uniform(0, 2 * np.pi, count)[:, None, None]
+    cx = _uniform(rng, r + 1, SIZE - r - 1, r.shape)[:, None, None]
+    cy = _uniform(rng, r + 1, SIZE - r - 1, r.shape)[:, None, None]
+    theta = _uniform(rng, 0, 2 * np.pi, r.shape)[:, None, None]
     dx, dy = grid[None, None, :] - cx, grid[None, :, None] - cy
     return np.cos(theta) * dx + np.sin(theta) * dy, np.cos(theta) * dy - np.sin(theta) * dx
 
 
 def _background(rng: np.random.Generator, count: int) -> np.ndarray:
     """A random colour with a linear gradient in a random direction, (count, SIZE, SIZE, 3)."""
-    colour = rng.uniform(0, 1, (count, 1, 1, 3))
-    direction = rng.uniform(0, 2 * np.pi, count)[:, None, None, None]
+    colour = _uniform(rng, 0, 1, (count, 1, 1, 3))
+    direction = _uniform(rng, 0, 2 * np.pi, (count, 1, 1, 1))
     ramp = np.linspace(-0.5, 0.5, SIZE, dtype=np.float32)
     gradient = np.cos(direction) * ramp[None, None, :, None] + np.sin(direction) * ramp[None, :, None, None]
-    return colour + rng.uniform(-0.3, 0.3, (count, 1, 1, 3)) * gradient
+    image = gradient * _uniform(rng, -0.3, 0.3, (count, 1, 1, 3))
+    image += colour
+    return image
+
+
+def _paint(image: np.ndarray, inside: np.ndarray, colour: np.ndarray) -> None:
+    """Blend `colour` into `image` in place where `inside` > 0, with a one-pixel anti-aliased edge."""
+    layer = colour - image
+    layer *= np.clip(0.5 + inside, 0, 1)[..., None]
+    image += layer
 
 
 def render(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Images (len(labels), SIZE, SIZE, 3) float32 in [0, 1] for integer class `labels`."""
     count = len(labels)
-    background = _background(rng, count)
+    image = _background(rng, count)
     # the shape's colour differs from the background's mean by 0.3-0.7 in every channel (cyclically)
-    colour = np.mod(background.mean(axis=(1, 2), keepdims=True) + rng.uniform(0.3, 0.7, (count, 1, 1, 3)), 1.0)
-    r = rng.uniform(10, 22, count)
-    u, v = _coordinates(rng, count, r)
-    shape = rng.uniform(0, 1, count)[:, None, None]
-    mask = np.zeros((count, SIZE, SIZE), dtype=np.float32)
+    colour = np.mod(image.mean(axis=(1, 2), keepdims=True) + _uniform(rng, 0.3, 0.7, (count, 1, 1, 3)), 1.0)
+    for _ in range(DISTRACTORS):  # small blobs of random colour anywhere, under the shape
+        blob_r = _uniform(rng, 1.5, 3.5, (count,))
+        bu, bv = _coordinates(rng, blob_r)
+        _paint(image, blob_r[:, None, None] - np.hypot(bu, bv), _uniform(rng, 0, 1, (count, 1, 1, 3)))
+    r = _uniform(rng, 10, 22, (count,))
+    u, v = _coordinates(rng, r)
+    shape = _uniform(rng, 0, 1, (count, 1, 1))
+    inside = np.empty((count, SIZE, SIZE), dtype=np.float32)
     for label in range(len(CLASSES)):
         chosen = labels == label
-        mask[chosen] = np.clip(0.5 + _inside(label, u[chosen], v[chosen], r[chosen, None, None], shape[chosen]), 0, 1)
-    for _ in range(DISTRACTORS):  # small blobs of random colour anywhere, possibly over the shape
-        blob_r = rng.uniform(1.5, 3.5, count)
-        bu, bv = _coordinates(rng, count, blob_r)
-        blob = np.clip(0.5 + blob_r[:, None, None] - np.hypot(bu, bv), 0, 1)[..., None]
-        background = background * (1 - blob) + rng.uniform(0, 1, (count, 1, 1, 3)) * blob
-    image = background * (1 - mask[..., None]) + colour * mask[..., None]
-    image += rng.normal(0, 1, image.shape) * rng.uniform(0.02, 0.08, (count, 1, 1, 1))
-    return np.clip(image, 0, 1).astype(np.float32)
+        inside[chosen] = _inside(label, u[chosen], v[chosen], r[chosen, None, None], shape[chosen])
+    _paint(image, inside, colour)
+    noise = rng.standard_normal(image.shape, dtype=np.float32)
+    noise *= _uniform(rng, 0.02, 0.08, (count, 1, 1, 1))
+    image += noise
+    return np.clip(image, 0, 1, out=image)
 
 
 def _split(rng: np.random.Generator, per_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """`per_class` images of every class in random order, rendered in chunks to bound memory."""
     labels = rng.permutation(np.repeat(np.arange(len(CLASSES), dtype=np.int64), per_class))
-    return render(labels, rng), labels
+    x = np.empty((len(labels), SIZE, SIZE, 3), dtype=np.float32)
+    for start in range(0, len(labels), CHUNK):
+        x[start : start + CHUNK] = render(labels[start : start + CHUNK], rng)
+    return x, labels
 
 
 def shapes_splits(seed: int = 0) -> DatasetSplits:
-    """Class-balanced train (2400) and test (600) splits; calibration is the first 200 of train. NHWC."""
+    """Class-balanced train (4800) and test (600) splits; calibration is the first 200 of train. NHWC."""
     rng = np.random.default_rng(seed)
     x_train, y_train = _split(rng, TRAIN_PER_CLASS)
     x_test, y_test = _split(rng, TEST_PER_CLASS)

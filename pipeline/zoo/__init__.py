@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.registry import Registry
-from pipeline.zoo import digits_cnn
+from pipeline.zoo import digits_cnn, mobilenet_v2
 from pipeline.zoo.training import TrainConfig
 
 
@@ -34,5 +34,17 @@ ZOO.register(
         builders={"keras": digits_cnn.build_keras, "torch": digits_cnn.build_torch},
         train_config=TrainConfig(epochs=30),
         min_test_accuracy=0.97,
+    ),
+)
+
+ZOO.register(
+    "mobilenet-v2-shapes",
+    ZooEntry(
+        name="mobilenet-v2-shapes",
+        description="MobileNetV2-class network (87k params, 7 inverted residual blocks, ReLU6) for 64x64 RGB procedural shapes",
+        dataset="shapes",
+        builders={"keras": mobilenet_v2.build_keras, "torch": mobilenet_v2.build_torch},
+        train_config=TrainConfig(epochs=10, batch_size=32, learning_rate=3e-3, lr_schedule="cosine"),
+        min_test_accuracy=0.90,
     ),
 )

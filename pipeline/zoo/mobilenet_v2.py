@@ -8,7 +8,7 @@ identity shortcut when stride is 1 and channels are unchanged. Convs have no bia
 The frameworks pad identically: stride-1 3x3 convs use 'same' in Keras and padding=1 in torch
 (one pixel on every side in both); stride-2 ones use an explicit one-pixel ZeroPadding2D +
 'valid' in Keras, since 'same' would pad only bottom/right. BatchNorm uses epsilon 1e-3 and
-momentum 0.9 (torch's 0.1). Both have 69,176 trainable parameters plus 4,480 BatchNorm
+momentum 0.9 (torch's 0.1). Both have 86,664 trainable parameters plus 3,904 BatchNorm
 moving statistics (Keras non-trainable weights, torch buffers).
 """
 
