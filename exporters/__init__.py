@@ -1,6 +1,6 @@
 """Exporters, one per target format, registered by target name."""
 
-from exporters.base import AppliedStage, Exporter, ExportOutput
+from exporters.base import AppliedStage, Exporter, ExportOutput, modes_for
 from exporters.executorch import ExecuTorchExporter
 from exporters.tfjs import TFJSExporter
 from exporters.tflite import TFLiteExporter
@@ -11,4 +11,4 @@ EXPORTERS.register("tflite", TFLiteExporter())
 EXPORTERS.register("executorch", ExecuTorchExporter())
 EXPORTERS.register("tfjs", TFJSExporter())
 
-__all__ = ["EXPORTERS", "AppliedStage", "ExecuTorchExporter", "ExportOutput", "Exporter", "TFJSExporter", "TFLiteExporter"]
+__all__ = ["EXPORTERS", "AppliedStage", "ExecuTorchExporter", "ExportOutput", "Exporter", "TFJSExporter", "TFLiteExporter", "modes_for"]

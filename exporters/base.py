@@ -12,14 +12,16 @@ from quantize import QuantizationConfig
 
 @dataclass(frozen=True)
 class AppliedStage:
-    """One transformation applied during export: its config and the tool that did it."""
+    """One transformation applied during export: its config, the tool that did it and its effect (if measured)."""
 
     name: str
     config: dict[str, Any]
     tool: str
+    effect: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "tool": self.tool, "config": self.config}
+        data = {"name": self.name, "tool": self.tool, "config": self.config}
+        return {**data, "effect": self.effect} if self.effect else data
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,15 @@ class Exporter(Protocol):
     runtime: str
     routes: dict[str, str]
     quantization_modes: tuple[str, ...]
+    refused_modes: dict[str, tuple[str, ...]]  # framework -> modes its route cannot express
     config_cls: type[Any]
 
     def export(
         self, bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig, config: Any
     ) -> ExportOutput: ...
+
+
+def modes_for(exporter: Exporter, framework: str) -> tuple[str, ...]:
+    """The quantization modes `exporter`'s route from `framework` can express."""
+    refused = exporter.refused_modes.get(framework, ())
+    return tuple(mode for mode in exporter.quantization_modes if mode not in refused)

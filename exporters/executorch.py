@@ -37,7 +37,8 @@ class ExecuTorchExporter:
         "keras": onnx_bridge.KERAS_TO_EXECUTORCH_ROUTE,
         "tensorflow": onnx_bridge.SAVED_MODEL_TO_EXECUTORCH_ROUTE,
     }
-    quantization_modes = torch_to_executorch.SUPPORTED_MODES
+    quantization_modes = (*torch_to_executorch.SUPPORTED_MODES, *torch_to_executorch.TORCH_ONLY_MODES)
+    refused_modes = {"keras": torch_to_executorch.TORCH_ONLY_MODES, "tensorflow": torch_to_executorch.TORCH_ONLY_MODES}
 
     def export(self, bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig, config: ExecuTorchConfig) -> ExportOutput:
         convert = (torch_to_executorch.convert_torch_to_executorch if bundle.framework == "torch"

@@ -46,6 +46,7 @@ class TFJSExporter:
         "torch": onnx_bridge.TORCH_TO_TFJS_NCHW_ROUTE,
     }
     quantization_modes = tuple(tf_to_tfjs.QUANTIZATION_DTYPE_MAPS)
+    refused_modes: dict[str, tuple[str, ...]] = {}
 
     def export(self, bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig, config: TFJSConfig) -> ExportOutput:
         if bundle.framework == "torch":  # through ONNX; the input keeps the source's NCHW layout

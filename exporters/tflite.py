@@ -29,7 +29,8 @@ class TFLiteExporter:
         "tensorflow": tf_to_tflite.SAVED_MODEL_ROUTE,
         "torch": torch_to_tflite.ROUTE,
     }
-    quantization_modes = ("none", "fp16", "dynamic-int8", "weight-int8", "int8")
+    quantization_modes = ("none", "fp16", "dynamic-int8", "weight-int8", "int8", "qat-int8")
+    refused_modes = {"tensorflow": ("qat-int8",)}  # QAT fine-tunes a Keras or PyTorch model, not a SavedModel
 
     def export(self, bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig, config: TFLiteConfig) -> ExportOutput:
         from device_runtime.litert import tflite_delegation_report

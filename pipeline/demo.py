@@ -57,8 +57,8 @@ def comparison_rows(rows: list[DemoRow]) -> list[tuple[object, ...]]:
 
 
 def run_demo(workspace: Path, retrain: bool = False, models: list[str] | None = None) -> str:
-    """Train (if needed) and export every zoo model over every route and mode; returns the table."""
-    from exporters import EXPORTERS
+    """Train (if needed) and export every zoo model over every route and the modes it can express; returns the table."""
+    from exporters import EXPORTERS, modes_for
 
     rows = []
     for name in models or ZOO.names():
@@ -68,7 +68,7 @@ def run_demo(workspace: Path, retrain: bool = False, models: list[str] | None = 
             for target, exporter in EXPORTERS.items():
                 if framework not in exporter.routes:
                     continue
-                for mode in exporter.quantization_modes:
+                for mode in modes_for(exporter, framework):
                     out = workspace / "artifacts" / f"{name}-{framework}" / f"{target}-{mode}"
                     result = export_bundle(bundle, target, quantization_config(mode), out)
                     rows.append(DemoRow(name, framework, target, mode, result))

@@ -29,6 +29,8 @@ TOLERANCES = {
     "dynamic-int8": Tolerance(max_abs_error=0.1, min_top1_agreement=0.97, max_accuracy_drop=0.015),
     "weight-int8": Tolerance(max_abs_error=0.1, min_top1_agreement=0.97, max_accuracy_drop=0.015),
     "int8": Tolerance(max_abs_error=0.25, min_top1_agreement=0.97, max_accuracy_drop=0.015),
+    # QAT fine-tunes the weights: samples near a decision boundary move more than with PTQ (measured up to 0.55)
+    "qat-int8": Tolerance(max_abs_error=0.75, min_top1_agreement=0.97, max_accuracy_drop=0.015),
     "uint16": Tolerance(max_abs_error=1e-2, min_top1_agreement=0.99, max_accuracy_drop=0.01),
     "uint8": Tolerance(max_abs_error=0.1, min_top1_agreement=0.97, max_accuracy_drop=0.015),
 }

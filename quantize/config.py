@@ -1,4 +1,7 @@
-"""Post-training quantization configs, one frozen class per technique, registered by mode name."""
+"""Quantization configs (post-training, and quantization-aware training), one frozen class per technique.
+
+Each is registered by mode name; the exporters honour them.
+"""
 
 from __future__ import annotations
 
@@ -76,9 +79,34 @@ class Uint16WeightsConfig(QuantizationConfig):
     mode: ClassVar[str] = "uint16"
 
 
+@dataclass(frozen=True)
+class QatInt8Config(QuantizationConfig):
+    """Full-integer int8 through quantization-aware training: fake-quant fine-tune on the training split.
+
+    Keras: TFMOT `quantize_model` on a tf_keras twin; PyTorch: PT2E `prepare_qat_pt2e` with the target's
+    quantizer. Needs labelled training data, not calibration data (ranges are learned while training).
+    """
+
+    mode: ClassVar[str] = "qat-int8"
+    fine_tune_epochs: int = 3
+    learning_rate: float = 1e-4
+    batch_size: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.fine_tune_epochs, int) or isinstance(self.fine_tune_epochs, bool) \
+                or self.fine_tune_epochs < 1:
+            raise ConfigError(f"fine_tune_epochs must be an integer >= 1 (QAT learns its ranges while training), "
+                              f"got {self.fine_tune_epochs!r}.")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {self.batch_size!r}.")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
+
+
 QUANTIZATION_MODES: Registry[type[QuantizationConfig]] = Registry("quantization mode")
 for _config in (NoQuantization, Fp16Config, DynamicInt8Config, WeightOnlyInt8Config, Int8StaticConfig,
-                Uint8WeightsConfig, Uint16WeightsConfig):
+                QatInt8Config, Uint8WeightsConfig, Uint16WeightsConfig):
     QUANTIZATION_MODES.register(_config.mode, _config)
 
 

@@ -11,12 +11,13 @@ from exporters.base import AppliedStage
 from exporters.routes.calibration import calibration_samples
 from exporters.routes.tflite_quantizer import quantize_float_model
 from pipeline.bundle import ModelBundle
-from pipeline.errors import ExportError
+from pipeline.errors import ExportError, UnsupportedRouteError
 from quantize import (
     DynamicInt8Config,
     Fp16Config,
     Int8StaticConfig,
     NoQuantization,
+    QatInt8Config,
     QuantizationConfig,
     WeightOnlyInt8Config,
 )
@@ -79,9 +80,29 @@ def converter_failure(exc: Exception, model_path: str) -> ExportError:
     return ExportError(f"The TFLite converter failed on {model_path}: {first[:500]}")
 
 
+def _convert_qat(bundle: ModelBundle, model_file: Path, quantization: QatInt8Config) -> tuple[AppliedStage, ...]:
+    """TFMOT QAT on a tf_keras twin, then TFLiteConverter with the ranges it learned."""
+    if bundle.framework != "keras":
+        raise UnsupportedRouteError(
+            f"Quantization '{quantization.mode}' is not expressible for a SavedModel source: QAT fine-tunes a Keras "
+            "model. Export the Keras model (.keras) instead, or choose --quantize int8."
+        )
+    from quantize.qat.keras_qat import keras_qat_model, qat_tflite_bytes
+
+    model, effect = keras_qat_model(bundle, quantization)
+    try:
+        model_file.write_bytes(qat_tflite_bytes(model, bundle.input_spec))
+    except Exception as exc:  # the converter raises ConverterError and assorted others
+        raise converter_failure(exc, bundle.source.path) from None
+    return (AppliedStage("quantize", quantization.to_json(), f"{effect['tool']} -> {TOOL}", effect),)
+
+
 def convert_tf_to_tflite(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig) -> tuple[AppliedStage, ...]:
     """Write `model_file`; returns the quantization stage applied (if any)."""
     import tensorflow as tf
+
+    if isinstance(quantization, QatInt8Config):
+        return _convert_qat(bundle, model_file, quantization)
 
     with tempfile.TemporaryDirectory(prefix="tflite-export-") as scratch:
         converter = tf.lite.TFLiteConverter.from_saved_model(str(_saved_model_dir(bundle, Path(scratch))))

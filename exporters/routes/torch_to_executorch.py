@@ -11,10 +11,11 @@ from exporters.base import AppliedStage
 from exporters.routes.calibration import calibration_samples
 from pipeline.bundle import ModelBundle
 from pipeline.errors import ExportError, UnsupportedRouteError
-from quantize import DynamicInt8Config, Int8StaticConfig, QuantizationConfig
+from quantize import DynamicInt8Config, Int8StaticConfig, QatInt8Config, QuantizationConfig
 
 ROUTE = "torch.export -> to_edge_transform_and_lower (XnnpackPartitioner) -> to_executorch"
 SUPPORTED_MODES = ("none", "dynamic-int8", "int8")
+TORCH_ONLY_MODES = ("qat-int8",)  # fine-tunes the PyTorch model itself: not through the Keras ONNX bridge
 
 
 def example_args(bundle: ModelBundle) -> tuple[Any, ...]:
@@ -71,15 +72,20 @@ def convert_torch_to_executorch(
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    if quantization.mode not in SUPPORTED_MODES:
+    if quantization.mode not in (*SUPPORTED_MODES, *TORCH_ONLY_MODES):
         raise UnsupportedRouteError(
             f"Quantization '{quantization.mode}' is not supported on the ExecuTorch route. "
-            f"Options: {', '.join(SUPPORTED_MODES)}."
+            f"Options: {', '.join(SUPPORTED_MODES + TORCH_ONLY_MODES)}."
         )
     args = example_args(bundle)
     stages: tuple[AppliedStage, ...] = ()
     module = bundle.model
-    if quantization.mode != "none":
+    if isinstance(quantization, QatInt8Config):
+        from quantize.qat.torch_qat import qat_torch, xnnpack_qat_quantizer
+
+        module, effect = qat_torch(bundle, quantization, xnnpack_qat_quantizer())
+        stages = (AppliedStage("quantize", quantization.to_json(), effect["tool"], effect),)
+    elif quantization.mode != "none":
         module = _pt2e(bundle, args, quantization)
         stages = (AppliedStage("quantize", quantization.to_json(), "PT2E (XNNPACKQuantizer)"),)
     program = export_program(module, args)

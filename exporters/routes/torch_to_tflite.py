@@ -13,7 +13,7 @@ from exporters.routes.calibration import calibration_samples
 from exporters.routes.tflite_quantizer import quantize_float_model
 from pipeline.bundle import ModelBundle
 from pipeline.errors import ExportError
-from quantize import Int8StaticConfig, QuantizationConfig
+from quantize import Int8StaticConfig, QatInt8Config, QuantizationConfig
 
 ROUTE = "torch.export -> litert_torch.convert (batch 1)"
 
@@ -62,6 +62,15 @@ def _pt2e_int8(bundle: ModelBundle, args: tuple[Any, ...], config: Int8StaticCon
 def convert_torch_to_tflite(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig) -> tuple[AppliedStage, ...]:
     """Write `model_file`; returns the quantization stage applied (if any)."""
     args = _sample_args(bundle)
+    if isinstance(quantization, QatInt8Config):
+        from litert_torch.quantize.quant_config import QuantConfig
+
+        from quantize.qat.torch_qat import litert_qat_quantizer, qat_torch
+
+        quantizer = litert_qat_quantizer()
+        module, effect = qat_torch(bundle, quantization, quantizer, fold_quantize=False)
+        _convert(module, args, model_file, quant_config=QuantConfig(pt2e_quantizer=quantizer))
+        return (AppliedStage("quantize", quantization.to_json(), f"{effect['tool']} + litert_torch", effect),)
     if isinstance(quantization, Int8StaticConfig):
         module, quant_config = _pt2e_int8(bundle, args, quantization)
         _convert(module, args, model_file, quant_config=quant_config)

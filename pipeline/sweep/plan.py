@@ -51,18 +51,32 @@ class BenchCell:
 class Plan:
     exports: tuple[ExportCell, ...]
     benches: tuple[BenchCell, ...]
+    refused: tuple[ExportCell, ...] = ()  # the route from the model's framework cannot express the variant
+
+
+def _route_expresses(cell: ExportCell) -> bool:
+    from exporters import EXPORTERS, modes_for
+
+    framework = cell.model.framework
+    return framework is None or cell.variant.quantize in modes_for(EXPORTERS.get(cell.target), framework)
 
 
 def build_plan(recipe: Recipe) -> Plan:
-    """Every (model, variant, target) the recipe asks for, and every (runtime, device) to measure each on."""
-    exports = tuple(
+    """Every (model, variant, target) the recipe asks for, and every (runtime, device) to measure each on.
+
+    Cells whose route cannot express the variant (e.g. QAT through the Keras -> ExecuTorch bridge) are set
+    aside in `refused` rather than planned to fail.
+    """
+    asked = [
         ExportCell(model, variant, target)
         for model in recipe.models for variant in recipe.variants for target in recipe.targets
         if not variant.targets or target in variant.targets
-    )
+    ]
+    exports = tuple(cell for cell in asked if _route_expresses(cell))
+    refused = tuple(cell for cell in asked if not _route_expresses(cell))
     benches = tuple(
         BenchCell(cell, runtime, device)
         for cell in exports for runtime in recipe.runtimes if runtime.target == cell.target
         for device in recipe.devices
     )
-    return Plan(exports, benches)
+    return Plan(exports, benches, refused)

@@ -87,6 +87,8 @@ def dry_run(recipe: Recipe, workspace: Path, store_path: Path, out: Callable[[st
         out(f"  export {cell.label()}: {state}")
     for cell in plan.benches:
         out(f"  bench  {cell.label()}")
+    for cell in plan.refused:
+        out(f"  skip   {cell.label()}: the route cannot express quantize '{cell.variant.quantize}'")
 
 
 def run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
@@ -100,6 +102,8 @@ def run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
     started = time.perf_counter()
     summary = SweepSummary()
     plan = build_plan(recipe)
+    for cell in plan.refused:
+        out(f"skip {cell.label()}: the route cannot express quantize '{cell.variant.quantize}'")
     hashes = _source_hashes(plan, workspace, train=True)
     progress = Progress(len(plan.exports) + len(plan.benches), out)
     ready: dict[ExportCell, tuple[str, str]] = {}

@@ -36,6 +36,16 @@ def test_default_recipe_is_valid_and_covers_the_grid():
     assert {c.target for c in plan.exports} == {"tflite", "executorch", "tfjs"}
 
 
+def test_cells_a_route_cannot_express_are_set_aside_not_planned_to_fail():
+    recipe = parse_recipe({**TINY, "models": [{"zoo": "digits-cnn"}], "targets": ["executorch"],
+                           "variants": [{"name": "qat", "quantize": "qat-int8"}],
+                           "runtimes": [{"target": "executorch", "runtime": "executorch", "delegate": "xnnpack"}]})
+    plan = build_plan(recipe)
+    assert [c.model.framework for c in plan.exports] == ["torch"]
+    assert [(c.model.framework, c.target) for c in plan.refused] == [("keras", "executorch")]
+    assert {b.export.model.framework for b in plan.benches} == {"torch"}
+
+
 def test_every_mistake_is_reported_at_once_with_its_key_path():
     bad = {**TINY, "targets": ["tflite", "tflit"], "devices": ["rpi5"],
            "variants": [{"name": "x", "quantize": "uint8"}, {"name": "y", "prune": "1.5"}],

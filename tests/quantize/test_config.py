@@ -14,7 +14,7 @@ def test_every_mode_round_trips_its_config(mode):
 
 
 def test_unknown_mode_lists_the_options():
-    with pytest.raises(UnknownNameError, match="Available: dynamic-int8, fp16, int8, none, uint16, uint8, weight-int8. Did you mean 'int8'"):
+    with pytest.raises(UnknownNameError, match="Available: dynamic-int8, fp16, int8, none, qat-int8, uint16, uint8, weight-int8. Did you mean 'int8'"):
         quantization_config("int9")
 
 
