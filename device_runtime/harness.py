@@ -14,6 +14,7 @@ from typing import Any
 from device_runtime.device_scripts.edge_bench import Protocol
 from device_runtime.profiles import PROFILES, DeviceProfile
 from device_runtime.throttle import WorkerMonitor
+from device_runtime.worker import READY_FD_ENV
 from pipeline.errors import ConfigError, DataError, UnknownNameError
 from pipeline.files import sha256_file
 from pipeline.manifest import MANIFEST_FILE, read_manifest
@@ -106,13 +107,19 @@ def _spawn(request: BenchRequest) -> tuple[dict[str, Any], int]:
     cores = request.profile.usable_cores()
     payload = {"artifact_dir": str(request.artifact_dir), "runtime": request.runtime, "delegate": request.delegate,
                "threads": request.threads, "protocol": asdict(request.protocol)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "device_runtime.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.sched_setaffinity(0, cores),
-        start_new_session=True,  # its own process group: throttle and kills reach its children too
-    )
+    ready_read, ready_write = os.pipe()  # the worker writes once its runtime is imported (see worker.signal_ready)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "device_runtime.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.sched_setaffinity(0, cores),
+            start_new_session=True,  # its own process group: throttle and kills reach its children too
+            pass_fds=(ready_write,), env={**os.environ, READY_FD_ENV: str(ready_write)},
+        )
+    finally:
+        os.close(ready_write)
     cap = request.profile.memory_mb * 1024 * 1024 if request.profile.memory_mb else None
-    monitor = WorkerMonitor(process.pid, active_fraction=request.active_fraction, memory_cap_bytes=cap)
+    monitor = WorkerMonitor(process.pid, active_fraction=request.active_fraction, memory_cap_bytes=cap,
+                            ready_fd=ready_read)
     monitor.start()
     try:
         stdout, stderr = process.communicate(json.dumps(payload), timeout=request.timeout_s)
@@ -152,6 +159,7 @@ def run_benchmark(request: BenchRequest) -> Measurement:
         "active_fraction": request.active_fraction,
         # Playwright starts Chromium in process groups of its own, out of the throttle's reach
         "throttle_applied": request.active_fraction < 1.0 and request.runtime != "tfjs-browser",
+        "throttle_starts": "after the runtime's Python modules are imported (model load and runs are emulated)",
         "calibration": request.calibration,
         "versions": toolchain_versions(*RUNTIME_PACKAGES.get(request.runtime, ())),
         "manifest": {k: manifest.get(k) for k in ("source", "stages", "route", "size_bytes", "size_bytes_gzip")},

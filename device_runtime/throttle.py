@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import threading
 import time
@@ -33,7 +34,9 @@ class WorkerMonitor:
     active_fraction: float = 1.0
     period_s: float = 0.004
     memory_cap_bytes: int | None = None
+    ready_fd: int | None = None  # throttle only once this pipe is readable (the worker is ready, or gone)
     killed_for_memory: bool = False
+    throttling: bool = False
     peak_rss_seen: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -47,6 +50,15 @@ class WorkerMonitor:
         if self._thread is not None:
             self._thread.join(timeout=2)
         self._signal(signal.SIGCONT)
+        if self.ready_fd is not None:
+            os.close(self.ready_fd)
+            self.ready_fd = None
+
+    def _ready(self) -> bool:
+        if self.ready_fd is None:
+            return True
+        readable, _, _ = select.select([self.ready_fd], [], [], 0.01)
+        return bool(readable)
 
     def _signal(self, sig: int) -> None:
         """Signal the worker's whole process group (it leads its own session), children included."""
@@ -67,8 +79,13 @@ class WorkerMonitor:
         throttled = self.active_fraction < 1.0
         active = self.period_s * self.active_fraction
         idle = self.period_s - active
+        waiting = throttled
         while not self._stop.is_set():
             self._check_memory()
+            if waiting:
+                waiting = not self._ready()
+                continue
+            self.throttling = throttled
             if not throttled:
                 time.sleep(0.01)
                 continue

@@ -42,6 +42,21 @@ def delegate_in_use(runtime: str, delegate: str, model_file: Path, manifest: dic
     return delegate
 
 
+READY_FD_ENV = "EDGE_BENCH_READY_FD"
+
+
+def signal_ready() -> None:
+    """Tell the parent the runtime's Python modules are imported: the device emulation starts here.
+
+    Importing TensorFlow-sized packages is a property of this host's Python, not of the device; the
+    model load, the first inference and every timed run that follow are emulated.
+    """
+    fd = os.environ.pop(READY_FD_ENV, None)
+    if fd is not None:
+        os.write(int(fd), b"1")
+        os.close(int(fd))
+
+
 def handle(request: dict[str, Any]) -> dict[str, Any]:
     """Measure one artifact as the request describes; raises PipelineError for impossible requests."""
     from device_runtime import RUNTIMES
@@ -55,6 +70,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
     availability = runtime.is_available(request["delegate"])
     if not availability.ok:
         raise RuntimeUnavailableError(availability.reason)
+    signal_ready()
     model_file = artifact_dir / manifest["model_file"]
     inputs, labels = _eval_samples(artifact_dir, manifest)
     protocol = Protocol(**request["protocol"])
