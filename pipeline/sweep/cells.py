@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +61,26 @@ def run_bench_cell(cell: BenchCell, artifact_dir: str, measure: MeasureSpec, cal
                               cell.runtime.threads, protocol, active_fraction=fraction, calibration=calibration)
     request = type(request)(**{**request.__dict__, "timeout_s": measure.timeout_s})
     return {**run_benchmark(request).to_json(), "cell_key": cell_key}
+
+
+def failed_result(fn: Callable[..., Any], args: tuple[Any, ...], error: str, executor: str) -> dict[str, Any]:
+    """The result `fn(*args)` would have returned for a failure an executor caught (a crashed worker, a lost task)."""
+    name = getattr(fn, "__name__", "")
+    if name == "run_export_cell":
+        cell, artifact_dir = args[0], args[4]
+        return {"model": cell.model.name, "framework": cell.model.framework or "user", "variant": cell.variant.name,
+                "target": cell.target, "artifact_dir": artifact_dir, "status": "failed", "error": error,
+                "manifest_sha256": None, "seconds": 0.0}
+    if name == "run_bench_cell":
+        from device_runtime.profiles import PROFILES
+        from pipeline.files import sha256_file
+
+        cell, artifact_dir, cell_key = args[0], args[1], args[4]
+        manifest = Path(artifact_dir) / "manifest.json"
+        emulated = cell.device in PROFILES and PROFILES.get(cell.device).emulated
+        return {"kind": "emulated" if emulated else "measured", "status": "failed", "artifact_dir": artifact_dir,
+                "manifest_sha256": sha256_file(manifest) if manifest.is_file() else "", "target": cell.export.target,
+                "runtime": cell.runtime.runtime, "delegate_requested": cell.runtime.delegate, "delegate_used": None,
+                "threads": cell.runtime.threads, "device_profile": cell.device, "result": {}, "error": error,
+                "context": {"executor": executor}, "cell_key": cell_key}
+    return {"status": "failed", "error": error}

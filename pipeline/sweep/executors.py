@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -19,17 +20,75 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """Pool initializer: a killed sweep (SIGKILL) takes its export workers with it (Linux PR_SET_PDEATHSIG).
+
+    Otherwise an orphan could finish an export while the resumed sweep redoes the same cell.
+    """
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: orphans finish their cell and exit
+        return
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        os._exit(1)
+
+
 class LocalExecutor:
-    """One cell after another in this process (benchmarks still run in their own worker)."""
+    """This machine: exports on `workers` processes side by side, benchmarks one at a time.
+
+    Benchmarks (`exclusive_cpu`) run in turn from this process, each in its own pinned worker, so two
+    measurements never share a CPU. Other calls go to a pool of spawned processes (one per usable
+    core by default; `workers=1` runs them here, one after another).
+    """
 
     name = "local"
 
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or len(os.sched_getaffinity(0))
+        self._pool: Any = None
+
     def map(self, fn: Callable[..., Any], calls: list[tuple[Any, ...]], exclusive_cpu: bool = False) -> Iterator[tuple[int, Any]]:
-        for index, args in enumerate(calls):
-            yield index, fn(*args)
+        if exclusive_cpu or self.workers <= 1 or len(calls) <= 1:
+            for index, args in enumerate(calls):
+                yield index, fn(*args)
+            return
+        from concurrent.futures import as_completed
+        from concurrent.futures.process import BrokenProcessPool
+
+        from pipeline.sweep.cells import failed_result
+
+        pool = self._ensure_pool()
+        futures = {pool.submit(fn, *args): index for index, args in enumerate(calls)}
+        try:
+            for future in as_completed(futures):
+                index = futures[future]
+                try:
+                    result = future.result()
+                except BrokenProcessPool as exc:  # a worker died (crash, out of memory): that cell failed
+                    self._pool = None
+                    result = failed_result(fn, calls[index], f"export worker died: {exc}", self.name)
+                yield index, result
+        finally:
+            for future in futures:  # stopped early (Ctrl-C, an error): start nothing new
+                future.cancel()
+
+    def _ensure_pool(self) -> Any:
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn, not fork: this process may already hold TensorFlow/PyTorch thread pools
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=die_with_parent, initargs=(os.getpid(),))
+        return self._pool
 
     def close(self) -> None:
-        pass
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
 
 
 EXECUTOR_NAMES = ("local", "ray")

@@ -26,33 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.sweep.cells import failed_result
 
 BENCH_RESOURCE = "edge_bench_slot"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OBJECT_STORE_BYTES = 128 * 2**20  # results are small dicts; keep Ray's shared memory small on a shared machine
-
-
-def failed_result(fn: Callable[..., Any], args: tuple[Any, ...], error: str) -> dict[str, Any]:
-    """The result `fn(*args)` would have returned for a failure, for the sweep cell functions."""
-    name = getattr(fn, "__name__", "")
-    if name == "run_export_cell":
-        cell, artifact_dir = args[0], args[4]
-        return {"model": cell.model.name, "framework": cell.model.framework or "user", "variant": cell.variant.name,
-                "target": cell.target, "artifact_dir": artifact_dir, "status": "failed", "error": error,
-                "manifest_sha256": None, "seconds": 0.0}
-    if name == "run_bench_cell":
-        from device_runtime.profiles import PROFILES
-        from pipeline.files import sha256_file
-
-        cell, artifact_dir, cell_key = args[0], args[1], args[4]
-        manifest = Path(artifact_dir) / "manifest.json"
-        emulated = cell.device in PROFILES and PROFILES.get(cell.device).emulated
-        return {"kind": "emulated" if emulated else "measured", "status": "failed", "artifact_dir": artifact_dir,
-                "manifest_sha256": sha256_file(manifest) if manifest.is_file() else "", "target": cell.export.target,
-                "runtime": cell.runtime.runtime, "delegate_requested": cell.runtime.delegate, "delegate_used": None,
-                "threads": cell.runtime.threads, "device_profile": cell.device, "result": {}, "error": error,
-                "context": {"executor": "ray"}, "cell_key": cell_key}
-    return {"status": "failed", "error": error}
 
 
 def _run_cell(fn: Callable[..., Any], args: tuple[Any, ...], cwd: str) -> Any:
@@ -62,7 +40,7 @@ def _run_cell(fn: Callable[..., Any], args: tuple[Any, ...], cwd: str) -> Any:
     try:
         return fn(*args)
     except Exception as exc:
-        return failed_result(fn, args, f"{type(exc).__name__}: {exc}")
+        return failed_result(fn, args, f"{type(exc).__name__}: {exc}", "ray")
 
 
 class RayExecutor:
@@ -105,7 +83,7 @@ class RayExecutor:
                 try:
                     result = ray.get(ref)
                 except ray.exceptions.RayError as exc:  # worker crashed, killed for memory, node lost, ...
-                    result = failed_result(fn, calls[index], f"ray task failed: {type(exc).__name__}: {exc}"[:2000])
+                    result = failed_result(fn, calls[index], f"ray task failed: {type(exc).__name__}: {exc}"[:2000], "ray")
                 yield index, result
         finally:
             for ref in pending:  # the driver stopped early (Ctrl-C, an error): do not leave work running

@@ -118,3 +118,29 @@ def test_killed_sweep_resumes_without_redoing_or_corrupting(tmp_path, torch_mode
     assert partial == []
     for manifest in (workspace / "artifacts").rglob("manifest.json"):
         assert (manifest.parent / "model.tflite").is_file()
+
+
+def test_local_executor_runs_calls_in_worker_processes_and_benchmarks_here():
+    import os
+
+    executor = LocalExecutor(workers=2)
+    try:
+        pids = dict(executor.map(os.getpid, [(), (), ()]))
+        exclusive = dict(executor.map(os.getpid, [(), ()], exclusive_cpu=True))
+    finally:
+        executor.close()
+    assert sorted(pids) == [0, 1, 2] and os.getpid() not in pids.values()
+    assert exclusive == {0: os.getpid(), 1: os.getpid()}  # one after another, each spawning its own worker
+
+
+def test_local_executor_records_a_dead_worker_as_a_failed_cell():
+    import os
+
+    executor = LocalExecutor(workers=2)
+    try:
+        results = dict(executor.map(os._exit, [(3,), (3,)]))
+    finally:
+        executor.close()
+    assert set(results) == {0, 1}
+    assert all(r["status"] == "failed" and "worker died" in r["error"] for r in results.values())
+    assert dict(LocalExecutor(workers=1).map(abs, [(-2,)])) == {0: 2}  # one worker: runs in this process
