@@ -42,27 +42,28 @@ class Progress:
                  f"(elapsed {elapsed:4.0f}s, eta ~{eta:4.0f}s)")
 
 
-def model_reference(model: ModelSpec, workspace: Path) -> str:
+def model_reference(model: ModelSpec, workspace: Path, out: Callable[[str], None] = lambda line: None) -> str:
     """The intake reference of a recipe model, training a zoo model first when needed."""
     if model.path:
         return model.path
     from pipeline.demo import ensure_trained
 
-    return str(ensure_trained(model.name, model.framework or "", workspace / "models", retrain=False))
+    return str(ensure_trained(model.name, model.framework or "", workspace / "models", retrain=False, out=out))
 
 
 def artifact_dir(workspace: Path, cell: ExportCell, key: str) -> Path:
     return workspace / "artifacts" / f"{cell.model.name}-{cell.model.framework or 'user'}" / f"{cell.target}-{cell.variant.name}-{key[:10]}"
 
 
-def _source_hashes(plan: Plan, workspace: Path, train: bool) -> dict[ModelSpec, tuple[str, str | None]]:
+def _source_hashes(plan: Plan, workspace: Path, train: bool,
+                   out: Callable[[str], None] = lambda line: None) -> dict[ModelSpec, tuple[str, str | None]]:
     """(reference, sha256 or None when not trained yet) per model; trains zoo models when `train`."""
     from pipeline.files import sha256_path
 
     hashes = {}
     for model in dict.fromkeys(cell.model for cell in plan.exports):
         if model.path or train:
-            reference = model_reference(model, workspace)
+            reference = model_reference(model, workspace, out)
         else:
             from pipeline.zoo.train import default_model_path
 
@@ -104,7 +105,7 @@ def run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
     plan = build_plan(recipe)
     for cell in plan.refused:
         out(f"skip {cell.label()}: the route cannot express quantize '{cell.variant.quantize}'")
-    hashes = _source_hashes(plan, workspace, train=True)
+    hashes = _source_hashes(plan, workspace, train=True, out=out)
     progress = Progress(len(plan.exports) + len(plan.benches), out)
     ready: dict[ExportCell, tuple[str, str]] = {}
     with open_store(store_path) as store:
