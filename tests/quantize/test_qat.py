@@ -47,7 +47,7 @@ def test_qat_export_validates_shrinks_and_keeps_accuracy(exports, framework, tar
     fp32, qat, _ = exports[framework, target]
     validation = qat["validation"]
     assert validation["passed"], validation["failures"]
-    assert validation["tolerance"]["max_abs_error"] == 0.75
+    assert validation["tolerance"]["max_abs_error"] is None  # judged on agreement and accuracy
     # a .pte carries ~2 KB more fixed overhead: 0.3006x here, the same bytes as post-training int8
     assert qat["size_bytes"] <= (0.30 if target == "tflite" else 0.31) * fp32["size_bytes"]
     assert validation["artifact_accuracy"] >= 0.99 * fp32["validation"]["artifact_accuracy"]
