@@ -28,4 +28,4 @@ def test_qat_is_judged_on_agreement_and_accuracy_not_on_output_error():
     metrics, failures = compare_outputs(source, moved, labels, TOLERANCES["qat-int8"])
     assert metrics["max_abs_error"] > 0.4 and failures == ()
     _, strict = compare_outputs(source, moved, labels, TOLERANCES["int8"])
-    assert strict == ("max abs error 0.44 > 0.25",)
+    assert strict == ("max abs error 0.44 > 0.35",)
