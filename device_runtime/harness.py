@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,11 +102,26 @@ def _parse_reply(stdout: str) -> dict[str, Any] | None:
     return None
 
 
+THROTTLE_PERIODS_PER_SAMPLE = 10
+
+
+def throttled_protocol(request: BenchRequest) -> Protocol:
+    """The protocol the worker runs: under a throttle each timed sample spans several throttle periods.
+
+    An inference shorter than the throttle's active slice would otherwise be timed inside one slice and
+    show host speed at p50; over ten periods it gets its true share of stopped time.
+    """
+    if request.active_fraction >= 1.0:
+        return request.protocol
+    span_ms = THROTTLE_PERIODS_PER_SAMPLE * WorkerMonitor.period_s * 1000
+    return replace(request.protocol, min_sample_ms=max(request.protocol.min_sample_ms, span_ms))
+
+
 def _spawn(request: BenchRequest) -> tuple[dict[str, Any], int]:
     """Run the worker; returns its reply (or a failure description) and the peak RSS the monitor saw."""
     cores = request.profile.usable_cores()
     payload = {"artifact_dir": str(request.artifact_dir), "runtime": request.runtime, "delegate": request.delegate,
-               "threads": request.threads, "protocol": asdict(request.protocol)}
+               "threads": request.threads, "protocol": asdict(throttled_protocol(request))}
     ready_read, ready_write = os.pipe()  # the worker writes once its runtime is imported (see worker.signal_ready)
     try:
         process = subprocess.Popen(

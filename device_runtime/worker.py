@@ -7,6 +7,7 @@ A crash, hang or memory kill here never reaches the parent's results store.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -43,6 +44,8 @@ def delegate_in_use(runtime: str, delegate: str, model_file: Path, manifest: dic
 
 
 READY_FD_ENV = "EDGE_BENCH_READY_FD"
+# Python packages a runner imports when it loads the model, imported before the emulation starts
+PRELOAD = {"executorch": ("torch",)}
 
 
 def signal_ready() -> None:
@@ -70,6 +73,8 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
     availability = runtime.is_available(request["delegate"])
     if not availability.ok:
         raise RuntimeUnavailableError(availability.reason)
+    for module in PRELOAD.get(request["runtime"], ()):
+        importlib.import_module(module)
     signal_ready()
     model_file = artifact_dir / manifest["model_file"]
     inputs, labels = _eval_samples(artifact_dir, manifest)

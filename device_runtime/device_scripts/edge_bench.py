@@ -27,21 +27,28 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 @dataclass(frozen=True)
 class Protocol:
-    """MLPerf-style timing: warm-up excluded, then at least `min_runs` and `min_duration_s`."""
+    """MLPerf-style timing: warm-up excluded, then at least `min_runs` timed samples and `min_duration_s`.
+
+    A sample is one inference, or with `min_sample_ms` > 0 as many back-to-back inferences as fill
+    that time, reported per inference (a duty-cycle throttle only slows what spans its periods).
+    """
 
     warmup_runs: int = 10
     min_runs: int = 100
     min_duration_s: float = 2.0
     max_runs: int = 100_000
+    min_sample_ms: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.warmup_runs < 0 or self.min_runs < 1 or self.min_duration_s < 0 or self.max_runs < self.min_runs:
-            raise ValueError(f"invalid protocol {self}: need warmup >= 0, 1 <= min_runs <= max_runs, duration >= 0")
+        if (self.warmup_runs < 0 or self.min_runs < 1 or self.min_duration_s < 0 or self.max_runs < self.min_runs
+                or self.min_sample_ms < 0):
+            raise ValueError(f"invalid protocol {self}: need warmup >= 0, 1 <= min_runs <= max_runs, duration >= 0, "
+                             "min_sample_ms >= 0")
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -84,17 +91,24 @@ def time_runs(run: Callable[[int], object], samples: int, protocol: Protocol) ->
     for i in range(protocol.warmup_runs):
         run((i + 1) % samples)
     latencies: list[float] = []
+    calls = 0
     started = time.perf_counter()
     clock = time.perf_counter
     while len(latencies) < protocol.max_runs:
-        index = len(latencies) % samples
         t0 = clock()
-        run(index)
-        latencies.append((clock() - t0) * 1000)
+        in_sample = 0
+        while True:
+            run((calls + in_sample) % samples)
+            in_sample += 1
+            elapsed_ms = (clock() - t0) * 1000
+            if elapsed_ms >= protocol.min_sample_ms:
+                break
+        calls += in_sample
+        latencies.append(elapsed_ms / in_sample)
         if len(latencies) >= protocol.min_runs and clock() - started >= protocol.min_duration_s:
             break
-    return {"first_inference_ms": first_ms, "runs": len(latencies), "duration_s": clock() - started,
-            **latency_stats(latencies)}
+    return {"first_inference_ms": first_ms, "runs": len(latencies), "inferences": calls,
+            "duration_s": clock() - started, **latency_stats(latencies)}
 
 
 def _load_tflite(path: Path, threads: int | None, delegate: str):

@@ -20,13 +20,18 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """Pool initializer: a killed sweep (SIGKILL) takes its export workers with it (Linux PR_SET_PDEATHSIG).
+def init_export_worker(parent_pid: int, threads: int) -> None:
+    """Pool initializer: share the cores between workers, and die with a killed sweep.
 
-    Otherwise an orphan could finish an export while the resumed sweep redoes the same cell.
+    Thread counts are set before TensorFlow or PyTorch load (two workers with a thread per core each
+    would oversubscribe). PR_SET_PDEATHSIG (Linux) stops an orphan from finishing an export while the
+    resumed sweep redoes the same cell.
     """
     import ctypes
     import signal
+
+    for variable in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ.setdefault(variable, str(threads))
 
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -82,7 +87,8 @@ class LocalExecutor:
 
             # spawn, not fork: this process may already hold TensorFlow/PyTorch thread pools
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=die_with_parent, initargs=(os.getpid(),))
+                                             initializer=init_export_worker,
+                                             initargs=(os.getpid(), max(1, len(os.sched_getaffinity(0)) // self.workers)))
         return self._pool
 
     def close(self) -> None:

@@ -43,7 +43,9 @@ class BenchCell:
         return f"{self.export.label()} on {self.runtime.runtime}/{self.runtime.delegate} @ {self.device}"
 
     def key(self, manifest_sha256: str, measure: dict[str, Any], calibration: dict[str, Any] | None) -> str:
-        return content_key("bench", manifest_sha256, asdict(self.runtime), self.device, measure,
+        from device_runtime.device_scripts.edge_bench import PROTOCOL_VERSION
+
+        return content_key("bench", manifest_sha256, asdict(self.runtime), self.device, measure, PROTOCOL_VERSION,
                            (calibration or {}).get("active_fraction"), toolchain_versions(*KEY_PACKAGES))
 
 

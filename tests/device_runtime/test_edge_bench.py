@@ -22,6 +22,18 @@ def test_percentiles_and_stats():
         edge_bench.Protocol(min_runs=0)
 
 
+def test_samples_group_back_to_back_inferences_when_asked():
+    seen = []
+    single = edge_bench.time_runs(seen.append, 3, edge_bench.Protocol(warmup_runs=0, min_runs=4, min_duration_s=0))
+    assert single["runs"] == single["inferences"] == 4 and seen == [0, 0, 1, 2, 0]  # first, then 4 timed
+    grouped = edge_bench.time_runs(lambda i: None, 3, edge_bench.Protocol(
+        warmup_runs=0, min_runs=4, min_duration_s=0, min_sample_ms=5.0))
+    assert grouped["runs"] == 4 and grouped["inferences"] > 4 and grouped["duration_s"] >= 0.02
+    assert grouped["latency_ms_p50"] < 5.0  # per inference, not per sample
+    with pytest.raises(ValueError, match="min_sample_ms"):
+        edge_bench.Protocol(min_sample_ms=-1)
+
+
 @pytest.mark.parametrize("name", ["tflite-int8", "executorch-fp32"])
 def test_script_runs_standalone_and_imports_as_measured(artifacts, tmp_path, name):
     out = tmp_path / "result.json"

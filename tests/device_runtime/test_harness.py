@@ -45,6 +45,10 @@ def test_duty_cycle_throttle_really_slows_the_worker(artifacts):
     slow = run_benchmark(dataclasses.replace(base, active_fraction=0.2))
     assert fast.kind == slow.kind == "emulated" and profile.anchor is not None
     assert slow.result["latency_ms_mean"] > 2 * fast.result["latency_ms_mean"]
+    # a digits inference (microseconds) fits inside one active slice; samples spanning 10 periods see the stops
+    assert slow.result["latency_ms_p50"] > 2 * fast.result["latency_ms_p50"]
+    assert slow.result["protocol"]["min_sample_ms"] == 40.0 and fast.result["protocol"]["min_sample_ms"] == 0.0
+    assert slow.result["inferences"] > slow.result["runs"]
 
 
 def test_memory_cap_kills_the_worker_and_is_recorded(artifacts):
