@@ -54,6 +54,7 @@ class Plan:
     exports: tuple[ExportCell, ...]
     benches: tuple[BenchCell, ...]
     refused: tuple[ExportCell, ...] = ()  # the route from the model's framework cannot express the variant
+    unmeasurable: tuple[BenchCell, ...] = ()  # the device profile does not offer the runtime's delegate
 
 
 def _route_expresses(cell: ExportCell) -> bool:
@@ -76,9 +77,13 @@ def build_plan(recipe: Recipe) -> Plan:
     ]
     exports = tuple(cell for cell in asked if _route_expresses(cell))
     refused = tuple(cell for cell in asked if not _route_expresses(cell))
-    benches = tuple(
+    from device_runtime.profiles import PROFILES
+
+    asked_benches = [
         BenchCell(cell, runtime, device)
         for cell in exports for runtime in recipe.runtimes if runtime.target == cell.target
         for device in recipe.devices
-    )
-    return Plan(exports, benches, refused)
+    ]
+    benches = tuple(b for b in asked_benches if b.runtime.delegate in PROFILES.get(b.device).delegates)
+    unmeasurable = tuple(b for b in asked_benches if b.runtime.delegate not in PROFILES.get(b.device).delegates)
+    return Plan(exports, benches, refused, unmeasurable)

@@ -90,6 +90,8 @@ def dry_run(recipe: Recipe, workspace: Path, store_path: Path, out: Callable[[st
         out(f"  bench  {cell.label()}")
     for cell in plan.refused:
         out(f"  skip   {cell.label()}: the route cannot express quantize '{cell.variant.quantize}'")
+    for cell in plan.unmeasurable:
+        out(f"  skip   {cell.label()}: profile {cell.device} has no {cell.runtime.delegate} delegate")
 
 
 def run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
@@ -105,6 +107,9 @@ def run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
     plan = build_plan(recipe)
     for cell in plan.refused:
         out(f"skip {cell.label()}: the route cannot express quantize '{cell.variant.quantize}'")
+    skipped_devices = sorted({(c.device, c.runtime.runtime, c.runtime.delegate) for c in plan.unmeasurable})
+    for device, runtime, delegate in skipped_devices:
+        out(f"skip {runtime}/{delegate} @ {device}: the profile has no {delegate} delegate")
     hashes = _source_hashes(plan, workspace, train=True, out=out)
     progress = Progress(len(plan.exports) + len(plan.benches), out)
     ready: dict[ExportCell, tuple[str, str]] = {}

@@ -9,6 +9,7 @@ import time
 import pytest
 import yaml
 
+from device_runtime.profiles import PROFILES
 from pipeline.errors import ConfigError
 from pipeline.results import fetch_exports, fetch_measurements, open_store
 from pipeline.sweep.executors import LocalExecutor
@@ -34,6 +35,10 @@ def test_default_recipe_is_valid_and_covers_the_grid():
     assert {m.framework for m in recipe.models} == {"keras", "torch"}
     assert len([d for d in recipe.devices if d != "host"]) >= 2
     assert {c.target for c in plan.exports} == {"tflite", "executorch", "tfjs"}
+    assert {c.model.name for c in plan.exports} == {"digits-cnn", "mobilenet-v2-shapes"}
+    assert {c.variant.quantize for c in plan.exports} >= {"none", "fp16", "int8", "qat-int8"}
+    assert {(b.runtime.runtime, b.device) for b in plan.unmeasurable} == {("tfjs-node", "pixel-3a-1t"), ("tfjs-node", "rpi4")}
+    assert all(b.runtime.delegate in PROFILES.get(b.device).delegates for b in plan.benches)
 
 
 def test_cells_a_route_cannot_express_are_set_aside_not_planned_to_fail():
