@@ -23,19 +23,32 @@ class SweepSummary:
 
 
 class Progress:
-    """Prints `[i/n] phase label status time (eta)` lines; the ETA uses the mean time of finished cells."""
+    """Prints `[i/n] phase label status time (eta)` lines.
 
-    def __init__(self, total: int, out: Callable[[str], None]) -> None:
-        self.total, self.done, self.out = total, 0, out
+    The ETA adds, per phase, the cells left times the mean time of that phase's finished cells
+    (divided by how many run at once); a phase with none finished yet borrows the other's mean.
+    """
+
+    def __init__(self, totals: dict[str, int], out: Callable[[str], None], parallel: dict[str, int] | None = None) -> None:
+        self.totals, self.out, self.parallel = totals, out, parallel or {}
+        self.total, self.done = sum(totals.values()), 0
+        self.left = dict(totals)
         self.started = time.perf_counter()
-        self.worked: list[float] = []
+        self.worked: dict[str, list[float]] = {phase: [] for phase in totals}
+
+    def eta(self) -> float:
+        timed = [s for seconds in self.worked.values() for s in seconds]
+        fallback = sum(timed) / len(timed) if timed else 0.0
+        return sum(left * (sum(self.worked[phase]) / len(self.worked[phase]) if self.worked[phase] else fallback)
+                   / self.parallel.get(phase, 1) for phase, left in self.left.items())
 
     def step(self, phase: str, label: str, status: str, seconds: float | None = None) -> None:
         self.done += 1
+        self.left[phase] -= 1
         if seconds is not None:
-            self.worked.append(seconds)
+            self.worked[phase].append(seconds)
         remaining = self.total - self.done
-        eta = (sum(self.worked) / len(self.worked) * remaining) if self.worked and remaining else 0.0
+        eta = self.eta() if remaining else 0.0
         took = f" {seconds:6.1f}s" if seconds is not None else ""
         elapsed = time.perf_counter() - self.started
         self.out(f"[{self.done:>3}/{self.total}] {phase:6s} {label}: {status}{took}  "
@@ -111,7 +124,8 @@ def run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
     for device, runtime, delegate in skipped_devices:
         out(f"skip {runtime}/{delegate} @ {device}: the profile has no {delegate} delegate")
     hashes = _source_hashes(plan, workspace, train=True, out=out)
-    progress = Progress(len(plan.exports) + len(plan.benches), out)
+    progress = Progress({"export": len(plan.exports), "bench": len(plan.benches)}, out,
+                        parallel={"export": getattr(executor, "workers", None) or getattr(executor, "num_cpus", 1)})
     ready: dict[ExportCell, tuple[str, str]] = {}
     with open_store(store_path) as store:
         todo: list[tuple[ExportCell, str, Path]] = []

@@ -15,7 +15,7 @@ from pipeline.results import fetch_exports, fetch_measurements, open_store
 from pipeline.sweep.executors import LocalExecutor
 from pipeline.sweep.plan import build_plan
 from pipeline.sweep.recipe import DEFAULT_RECIPE, load_recipe, parse_recipe
-from pipeline.sweep.runner import run_sweep
+from pipeline.sweep.runner import Progress, run_sweep
 
 TINY = {
     "version": 1, "name": "tiny",
@@ -149,3 +149,15 @@ def test_local_executor_records_a_dead_worker_as_a_failed_cell():
     assert set(results) == {0, 1}
     assert all(r["status"] == "failed" and "worker died" in r["error"] for r in results.values())
     assert dict(LocalExecutor(workers=1).map(abs, [(-2,)])) == {0: 2}  # one worker: runs in this process
+
+
+def test_eta_is_per_phase_and_counts_parallel_exports():
+    lines = []
+    progress = Progress({"export": 2, "bench": 2}, lines.append, parallel={"export": 2})
+    progress.step("export", "a", "ok", 10.0)
+    assert progress.eta() == 1 * 10.0 / 2 + 2 * 10.0  # benches borrow the export mean until one finishes
+    progress.step("export", "b", "ok", 20.0)
+    progress.step("bench", "c", "ok", 2.0)
+    assert progress.eta() == 2.0
+    progress.step("bench", "d", "ok", 2.0)
+    assert lines[0].startswith("[  1/4] export a: ok") and lines[-1].endswith("eta ~   0s)")
