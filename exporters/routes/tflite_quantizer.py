@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,7 +49,8 @@ def quantize_float_model(
         write_float(float_file)
         engine = quantizer.Quantizer(str(float_file))
         engine.load_quantization_recipe(recipe_for(quantization.mode))
-        engine.quantize().export_model(str(model_file), overwrite=True)
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints a size summary the manifest already holds
+            engine.quantize().export_model(str(model_file), overwrite=True)
     finally:
         float_file.unlink(missing_ok=True)
     return (AppliedStage("quantize", quantization.to_json(), TOOL),)
