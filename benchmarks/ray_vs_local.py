@@ -10,7 +10,6 @@ from both runs, their ratio, and the local run's p50->p90 spread as the noise it
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sqlite3
@@ -33,15 +32,6 @@ RECIPE = {
 }
 
 
-def artifact_hashes(workspace: Path) -> dict[str, str]:
-    """Every artifact file's sha256 from its manifest, keyed by its path inside the workspace."""
-    hashes = {}
-    for manifest in sorted((workspace / "artifacts").rglob("manifest.json")):
-        for entry in json.loads(manifest.read_text())["files"]:
-            hashes[f"{manifest.parent.relative_to(workspace)}/{entry['name']}"] = entry["sha256"]
-    return hashes
-
-
 def latencies(workspace: Path) -> dict[tuple[str, ...], tuple[float, float]]:
     """(artifact, runtime, delegate, device) -> (p50, p90) of each successful measurement."""
     with sqlite3.connect(workspace / "results.sqlite") as connection:
@@ -59,6 +49,7 @@ def main() -> None:
 
     import contextlib
 
+    from pipeline.manifest import artifact_file_hashes
     from pipeline.sweep.executors import LocalExecutor
     from pipeline.sweep.ray_executor import RayExecutor
     from pipeline.sweep.recipe import load_recipe, parse_recipe
@@ -76,7 +67,7 @@ def main() -> None:
                 remote = run_sweep(recipe, ray_ws, ray_ws / "results.sqlite", executor, out=quiet)
             finally:
                 executor.close()
-        local_hashes, ray_hashes = artifact_hashes(local_ws), artifact_hashes(ray_ws)
+        local_hashes, ray_hashes = artifact_file_hashes(local_ws), artifact_file_hashes(ray_ws)
         same = sorted(k for k in local_hashes if ray_hashes.get(k) == local_hashes[k])
         print(f"local: {local.seconds:.0f} s, failures {len(local.failures)};  ray ({args.cpus} CPUs): "
               f"{remote.seconds:.0f} s, failures {len(remote.failures)}")

@@ -116,9 +116,18 @@ def source_path(ws: Workspace, artifact: Artifact) -> Path | None:
 def first_run(ws: Workspace, what: str = "results") -> None:
     """The empty-workspace state: what is missing and the command that fills it."""
     st.info(f"No {what} yet in workspace `{ws.root}`. Fill it with the default recipe (trains the reference models, "
-            "exports every route and mode, benchmarks them; about 10+ minutes):", icon=":material/rocket_launch:")
+            "exports every route and mode, benchmarks them; about 17 minutes on 2 cores):", icon=":material/rocket_launch:")
     st.code(f"pipeline sweep --workspace {ws.root}", language="bash")
     st.markdown(f"Quicker: `pipeline demo --workspace {ws.root} --model digits-cnn` (exports only), then "
                 f"`pipeline bench {ws.artifacts}/digits-cnn-torch/tflite-none --store {ws.store}`. "
                 "Either can be started from the Run page; results appear here as soon as they are stored.")
     st.page_link("views/run.py", label="Open the Run page", icon=":material/play_circle:")
+
+
+def artifacts_or_first_run(ws: Workspace) -> list[Artifact]:
+    """The workspace's artifacts; with none, the first-run state, and the page stops there."""
+    known = artifacts(ws)
+    if not known:
+        first_run(ws, "exported artifacts")
+        st.stop()
+    return known

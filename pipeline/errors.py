@@ -45,3 +45,8 @@ class RuntimeUnavailableError(PipelineError):
 
 class ArtifactError(PipelineError):
     """An exported artifact is missing, truncated or corrupt."""
+
+
+def first_line(exc: BaseException, limit: int = 500) -> str:
+    """The first non-blank line of `exc`'s message (its type name when there is none), cut to `limit` characters."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)[:limit]

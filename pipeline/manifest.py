@@ -76,3 +76,12 @@ def read_manifest(artifact_dir: Path) -> dict[str, Any]:
         raise ArtifactError(f"{artifact_dir} has no {MANIFEST_FILE}; it is not an exported artifact.") from None
     except ValueError as exc:
         raise ArtifactError(f"{path} is not valid JSON ({exc}); re-export the artifact.") from None
+
+
+def artifact_file_hashes(root: Path) -> dict[str, str]:
+    """sha256 of every artifact file under `root`, from the manifests, keyed by path relative to `root`."""
+    hashes = {}
+    for manifest in sorted(root.rglob(MANIFEST_FILE)):
+        for entry in json.loads(manifest.read_text())["files"]:
+            hashes[f"{manifest.parent.relative_to(root)}/{entry['name']}"] = entry["sha256"]
+    return hashes

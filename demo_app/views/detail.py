@@ -9,17 +9,14 @@ import streamlit as st
 
 from demo_app import charts
 from demo_app.data import Artifact, find_artifact, measurements_of
-from demo_app.ui import artifacts, eval_comparison, first_run, ops, source_path, workspace
+from demo_app.ui import artifacts_or_first_run, eval_comparison, ops, source_path, workspace
 from pipeline.errors import PipelineError
 
 FALLBACK = "background-color: #ffd6d6; color: #8a1111; font-weight: 600"
 
 ws = workspace()
 st.title("Artifact detail")
-known = artifacts(ws)
-if not known:
-    first_run(ws, "exported artifacts")
-    st.stop()
+known = artifacts_or_first_run(ws)
 
 wanted = st.query_params.get("artifact")
 current = find_artifact(known, wanted, ws) if wanted else None

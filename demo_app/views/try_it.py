@@ -14,8 +14,7 @@ from demo_app.images import ImageInputError, InputSpec, decode, display, from_ca
 from demo_app.inference import Prediction, Runner, predict, runtime_for
 from demo_app.ui import (
     artifact_runner,
-    artifacts,
-    first_run,
+    artifacts_or_first_run,
     leaderboard,
     samples,
     source_path,
@@ -35,10 +34,7 @@ NA = "—"  # a bare "-" would render as a Markdown list bullet in st.table
 
 ws = workspace()
 st.title("Try it")
-known = artifacts(ws)
-if not known:
-    first_run(ws, "exported artifacts")
-    st.stop()
+known = artifacts_or_first_run(ws)
 
 datasets = sorted({a.dataset for a in known})
 dataset = st.selectbox("Model family (evaluation dataset)", datasets) if len(datasets) > 1 else datasets[0]

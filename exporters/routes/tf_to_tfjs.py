@@ -12,7 +12,7 @@ from typing import Any
 from exporters.base import AppliedStage
 from exporters.routes.tf_to_tflite import _saved_model_dir
 from pipeline.bundle import ModelBundle
-from pipeline.errors import ExportError, UnsupportedRouteError
+from pipeline.errors import ExportError, UnsupportedRouteError, first_line
 from quantize import QuantizationConfig
 
 KERAS_ROUTE = "Keras model.export (SavedModel, batch 1) -> tensorflowjs.converters.convert_tf_saved_model"
@@ -52,15 +52,13 @@ def unsupported_ops(message: str) -> list[str]:
 
 def converter_failure(exc: Exception, model_path: str) -> ExportError:
     """An ExportError naming the ops TF.js lacks kernels for (or the converter's first message line)."""
-    text = str(exc)
-    ops = unsupported_ops(text)
+    ops = unsupported_ops(str(exc))
     if ops:
         return ExportError(
             f"The TF.js converter cannot convert {model_path}: op(s) {', '.join(ops)} have no TF.js "
             "kernels. Replace them in the model, or export to another target (`pipeline routes`)."
         )
-    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
-    return ExportError(f"The TF.js converter failed on {model_path}: {first[:500]}")
+    return ExportError(f"The TF.js converter failed on {model_path}: {first_line(exc)}")
 
 
 def convert_tf_to_tfjs(

@@ -11,7 +11,7 @@ from exporters.base import AppliedStage
 from exporters.routes.calibration import calibration_samples
 from exporters.routes.tflite_quantizer import quantize_float_model
 from pipeline.bundle import ModelBundle
-from pipeline.errors import ExportError, UnsupportedRouteError
+from pipeline.errors import ExportError, UnsupportedRouteError, first_line
 from quantize import (
     DynamicInt8Config,
     Fp16Config,
@@ -68,16 +68,14 @@ def unsupported_ops(message: str) -> list[str]:
 
 def converter_failure(exc: Exception, model_path: str) -> ExportError:
     """An ExportError naming the ops the converter could not take (or its first message line)."""
-    text = str(exc)
-    ops = unsupported_ops(text)
+    ops = unsupported_ops(str(exc))
     if ops:
         return ExportError(
             f"The TFLite converter cannot convert {model_path}: op(s) {', '.join(ops)} are not TFLite "
             "builtins (they would need TF Select kernels, which the standard LiteRT runtime lacks). "
             "Replace them in the model, or export to another target (`pipeline routes`)."
         )
-    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
-    return ExportError(f"The TFLite converter failed on {model_path}: {first[:500]}")
+    return ExportError(f"The TFLite converter failed on {model_path}: {first_line(exc)}")
 
 
 def _convert_qat(bundle: ModelBundle, model_file: Path, quantization: QatInt8Config) -> tuple[AppliedStage, ...]:

@@ -10,7 +10,7 @@ import numpy as np
 from exporters.base import AppliedStage
 from exporters.routes.calibration import calibration_samples
 from pipeline.bundle import ModelBundle
-from pipeline.errors import ExportError, UnsupportedRouteError
+from pipeline.errors import ExportError, UnsupportedRouteError, first_line
 from quantize import DynamicInt8Config, Int8StaticConfig, QatInt8Config, QuantizationConfig
 
 ROUTE = "torch.export -> to_edge_transform_and_lower (XnnpackPartitioner) -> to_executorch"
@@ -35,9 +35,8 @@ def export_program(module: Any, args: tuple[Any, ...]) -> Any:
     try:
         return torch.export.export(module, args)
     except Exception as exc:  # torch.export raises UserError, GuardOnDataDependentSymNode, ...
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise ExportError(
-            f"torch.export cannot trace {type(module).__name__}: {first[:600]}. Make forward() free of "
+            f"torch.export cannot trace {type(module).__name__}: {first_line(exc, 600)}. Make forward() free of "
             "data-dependent Python control flow (use torch.cond / torch.where), then export again."
         ) from None
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pipeline.sweep.recipe import ModelSpec, Recipe, RuntimeSpec, VariantSpec
 from pipeline.versions import toolchain_versions
 
+T = TypeVar("T")
 KEY_PACKAGES = ("tensorflow", "keras", "tensorflowjs", "torch", "executorch", "litert-torch", "ai-edge-litert",
                 "ai-edge-quantizer", "torchao", "onnx", "onnx2tf", "tf2onnx", "onnx2fx", "torch-pruning")
 
@@ -64,26 +66,33 @@ def _route_expresses(cell: ExportCell) -> bool:
     return framework is None or cell.variant.quantize in modes_for(EXPORTERS.get(cell.target), framework)
 
 
+def _partition(items: Iterable[T], keep: Callable[[T], bool]) -> tuple[tuple[T, ...], tuple[T, ...]]:
+    """(items kept, items not kept), each in order."""
+    kept: list[T] = []
+    dropped: list[T] = []
+    for item in items:
+        (kept if keep(item) else dropped).append(item)
+    return tuple(kept), tuple(dropped)
+
+
 def build_plan(recipe: Recipe) -> Plan:
     """Every (model, variant, target) the recipe asks for, and every (runtime, device) to measure each on.
 
     Cells whose route cannot express the variant (e.g. QAT through the Keras -> ExecuTorch bridge) are set
     aside in `refused` rather than planned to fail.
     """
-    asked = [
-        ExportCell(model, variant, target)
-        for model in recipe.models for variant in recipe.variants for target in recipe.targets
-        if not variant.targets or target in variant.targets
-    ]
-    exports = tuple(cell for cell in asked if _route_expresses(cell))
-    refused = tuple(cell for cell in asked if not _route_expresses(cell))
     from device_runtime.profiles import PROFILES
 
-    asked_benches = [
-        BenchCell(cell, runtime, device)
-        for cell in exports for runtime in recipe.runtimes if runtime.target == cell.target
-        for device in recipe.devices
-    ]
-    benches = tuple(b for b in asked_benches if b.runtime.delegate in PROFILES.get(b.device).delegates)
-    unmeasurable = tuple(b for b in asked_benches if b.runtime.delegate not in PROFILES.get(b.device).delegates)
+    exports, refused = _partition(
+        (ExportCell(model, variant, target)
+         for model in recipe.models for variant in recipe.variants for target in recipe.targets
+         if not variant.targets or target in variant.targets),
+        _route_expresses,
+    )
+    benches, unmeasurable = _partition(
+        (BenchCell(cell, runtime, device)
+         for cell in exports for runtime in recipe.runtimes if runtime.target == cell.target
+         for device in recipe.devices),
+        lambda bench: bench.runtime.delegate in PROFILES.get(bench.device).delegates,
+    )
     return Plan(exports, benches, refused, unmeasurable)

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pipeline.bundle import ModelBundle
-from pipeline.errors import ConfigError, RuntimeUnavailableError, UnsupportedRouteError
+from pipeline.errors import ConfigError, RuntimeUnavailableError, UnsupportedRouteError, first_line
 from quantize.pruning.common import check_fine_tune, check_range, eval_accuracy, train_torch_model, training_data
 from quantize.stages import StageConfig
 
@@ -74,9 +74,8 @@ def _check_runs(model: Any, example: Any, stage: str) -> None:
         with torch.no_grad():
             model(example)
     except RuntimeError as exc:
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise UnsupportedRouteError(
-            f"Stage '{stage}': the model does not run after its channels were removed ({first[:300]}). Its "
+            f"Stage '{stage}': the model does not run after its channels were removed ({first_line(exc, 300)}). Its "
             "forward() has sizes that torch-pruning cannot rewrite, such as a reshape to constant sizes; use "
             "x.flatten(1) or nn.Flatten, or prune it with 'prune-magnitude' instead."
         ) from None

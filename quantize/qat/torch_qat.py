@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.bundle import ModelBundle, run_in_batches
-from pipeline.errors import ExportError
+from pipeline.errors import ExportError, first_line
 from pipeline.versions import package_version
 from quantize.config import QatInt8Config
 from quantize.pruning.common import eval_accuracy, train_torch_model
@@ -75,9 +75,8 @@ def _training_program(bundle: ModelBundle, x: np.ndarray) -> Any:
     try:
         return torch.export.export(model, example, dynamic_shapes=dynamic).module()
     except Exception as exc:  # torch.export raises UserError, GuardOnDataDependentSymNode, ...
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise ExportError(
-            f"torch.export cannot trace {type(bundle.model).__name__} in training mode for QAT: {first[:500]}. "
+            f"torch.export cannot trace {type(bundle.model).__name__} in training mode for QAT: {first_line(exc)}. "
             "Make forward() free of data-dependent Python control flow, or choose --quantize int8."
         ) from None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -81,14 +80,6 @@ def test_task_errors_become_failed_results(ray_executor: RayExecutor, tmp_path: 
     assert result == {"status": "failed", "error": "RuntimeError: boom"}
 
 
-def _model_hashes(workspace: Path) -> dict[str, str]:
-    hashes = {}
-    for manifest in sorted((workspace / "artifacts").rglob("manifest.json")):
-        for entry in json.loads(manifest.read_text())["files"]:
-            hashes[f"{manifest.parent.relative_to(workspace)}/{entry['name']}"] = entry["sha256"]
-    return hashes
-
-
 def _measurements(store: Path) -> list[dict[str, Any]]:
     with sqlite3.connect(store) as connection:
         connection.row_factory = sqlite3.Row
@@ -97,6 +88,7 @@ def _measurements(store: Path) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 def test_ray_sweep_matches_local_sweep(ray_executor: RayExecutor, tmp_path: Path) -> None:
+    from pipeline.manifest import artifact_file_hashes
     from pipeline.sweep.executors import LocalExecutor
     from pipeline.sweep.recipe import parse_recipe
     from pipeline.sweep.runner import run_sweep
@@ -110,7 +102,7 @@ def test_ray_sweep_matches_local_sweep(ray_executor: RayExecutor, tmp_path: Path
     assert local.failures == remote.failures == []
     assert local.exports["done"] == remote.exports["done"] == 1
     assert local.benches["done"] == remote.benches["done"] == 1
-    assert _model_hashes(local_ws) == _model_hashes(ray_ws) != {}
+    assert artifact_file_hashes(local_ws) == artifact_file_hashes(ray_ws) != {}
     [local_row], [ray_row] = _measurements(local_ws / "results.sqlite"), _measurements(ray_ws / "results.sqlite")
     assert local_row["status"] == ray_row["status"] == "ok"
     ratio = ray_row["latency_ms_p50"] / local_row["latency_ms_p50"]
