@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TFJS_RUNNER := device_runtime/tfjs_node
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml $(TFJS_RUNNER)/package-lock.json | sha256sum | cut -c1-12)
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-fast lint clean
 
 setup: $(STAMP)
 
@@ -29,8 +29,13 @@ demo: setup
 test: setup lint
 	$(BIN)/pytest
 
+# For iteration: skips the slow marker (training, large models, full sweeps); `make test` runs everything.
+test-fast: setup lint
+	$(BIN)/pytest -m "not slow"
+
 lint: setup
 	$(BIN)/ruff check pipeline quantize exporters device_runtime demo_app tests benchmarks
+	$(BIN)/lint-imports --no-logo --no-cache
 
 clean:
 	rm -rf $(VENV) workspace

@@ -28,10 +28,10 @@ def main() -> None:
     import sys
 
     from exporters import EXPORTERS
+    from pipeline.core.table import format_table
     from pipeline.demo import ensure_trained
     from pipeline.export import export_bundle
     from pipeline.intake import load_model
-    from pipeline.table import format_table
     from quantize import quantization_config
 
     rows = []

@@ -79,7 +79,7 @@ def main() -> None:
 
     import numpy as np
 
-    from pipeline.manifest import read_manifest
+    from pipeline.core.manifest import read_manifest
     from pipeline.zoo import ZOO
 
     model = args.model if args.model in ZOO else "digits-cnn"

@@ -55,8 +55,8 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from pipeline.bundle import ModelBundle, SourceInfo, TensorSpec
-    from pipeline.datasets import Dataset, load_dataset
+    from pipeline.core.bundle import ModelBundle, SourceInfo, TensorSpec
+    from pipeline.core.datasets import Dataset, load_dataset
     from pipeline.export import export_bundle
     from quantize import Int8StaticConfig, quantization_config
 

@@ -24,8 +24,8 @@ def main() -> None:
 
     from device_runtime.device_scripts.edge_bench import Protocol
     from device_runtime.harness import resolve_request, run_benchmark
-    from pipeline.bundle import ModelBundle, SourceInfo, TensorSpec
-    from pipeline.datasets import load_dataset
+    from pipeline.core.bundle import ModelBundle, SourceInfo, TensorSpec
+    from pipeline.core.datasets import load_dataset
     from pipeline.export import export_bundle
     from pipeline.zoo.mobilenet_v2 import build_torch
     from quantize import quantization_config

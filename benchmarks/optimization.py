@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python benchmarks/optimization.py [--models NAME ...] [--frameworks keras torch]
      [--targets tflite tfjs executorch] [--qat-epochs N] [--models-dir workspace/models]
-Each row is one `export_bundle` (stages from `pipeline.cli.parse_prune`) into a temporary directory.
+Each row is one `export_bundle` (stages from `quantize.pruning.parse_prune`) into a temporary directory.
 Size ratios are against fp32 on the same target; fidelity runs the artifact in its runtime on the
 evaluation split and compares it with the unoptimized source model (pruned rows included). Then the
 issue's targets are printed as met/missed. Combinations a route cannot express, and exports that fail,
@@ -94,13 +94,13 @@ def run(models: list[str], frameworks: list[str], targets: list[str], qat_epochs
         scratch: Path) -> tuple[list[Row], list[str]]:
     """Export every expressible (model, framework, target, technique); returns rows and what was not exported."""
     from exporters import EXPORTERS
-    from pipeline.cli import parse_prune
+    from pipeline.core.errors import PipelineError, UnsupportedRouteError
     from pipeline.demo import ensure_trained
-    from pipeline.errors import PipelineError, UnsupportedRouteError
     from pipeline.export import export_bundle
     from pipeline.intake import load_model
     from pipeline.zoo import ZOO
     from quantize import quantization_config
+    from quantize.pruning import parse_prune
 
     rows, refused = [], []
     for name in models:
@@ -206,7 +206,7 @@ def qat_recovery_lines(rows: list[Row]) -> list[str]:
 
 
 def main() -> None:
-    from pipeline.table import format_table
+    from pipeline.core.table import format_table
     from pipeline.zoo import ZOO
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

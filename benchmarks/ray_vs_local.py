@@ -49,7 +49,7 @@ def main() -> None:
 
     import contextlib
 
-    from pipeline.manifest import artifact_file_hashes
+    from pipeline.core.manifest import artifact_file_hashes
     from pipeline.sweep.executors import LocalExecutor
     from pipeline.sweep.ray_executor import RayExecutor
     from pipeline.sweep.recipe import load_recipe, parse_recipe

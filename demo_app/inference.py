@@ -49,10 +49,10 @@ class Prediction:
 
 def runtime_for(artifact: Artifact) -> tuple[str, str]:
     """The runtime and delegate `pipeline bench` uses by default for this artifact."""
-    from device_runtime.harness import DEFAULT_DELEGATE, DEFAULT_RUNTIME
+    from device_runtime import RUNTIMES, default_runtime
 
-    runtime = DEFAULT_RUNTIME[artifact.target]
-    return runtime, DEFAULT_DELEGATE[runtime]
+    runtime = default_runtime(artifact.target)
+    return runtime, RUNTIMES.get(runtime).default_delegate
 
 
 def open_artifact(artifact: Artifact, runtime: str | None = None, delegate: str | None = None) -> Runner:
@@ -75,7 +75,7 @@ def open_source(path: Path) -> Runner:
 
 
 def to_layout(x: np.ndarray, source: str, target: str) -> np.ndarray:
-    from pipeline.datasets import to_layout as convert
+    from pipeline.core.datasets import to_layout as convert
 
     return convert(x, source, target)
 

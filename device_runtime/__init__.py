@@ -1,16 +1,32 @@
-"""Runtimes that load exported artifacts and run them."""
+"""Runtimes that load exported artifacts and run them, registered by name."""
 
 from device_runtime.base import Availability, Runtime, Session
 from device_runtime.executorch_runtime import ExecuTorchRuntime
 from device_runtime.litert import LiteRTRuntime
 from device_runtime.tfjs_browser import TFJSBrowserRuntime
 from device_runtime.tfjs_node import TFJSNodeRuntime
-from pipeline.registry import Registry
+from pipeline.core.errors import ConfigError
+from pipeline.core.registry import Registry
 
 RUNTIMES: Registry[Runtime] = Registry("runtime")
-RUNTIMES.register("litert", LiteRTRuntime())
-RUNTIMES.register("executorch", ExecuTorchRuntime())
-RUNTIMES.register("tfjs-node", TFJSNodeRuntime())
-RUNTIMES.register("tfjs-browser", TFJSBrowserRuntime())
+_IN_ORDER = (LiteRTRuntime(), ExecuTorchRuntime(), TFJSNodeRuntime(), TFJSBrowserRuntime())  # a target's first is its default
+for _runtime in _IN_ORDER:
+    RUNTIMES.register(_runtime.name, _runtime)
 
-__all__ = ["RUNTIMES", "Availability", "ExecuTorchRuntime", "LiteRTRuntime", "Runtime", "TFJSBrowserRuntime", "TFJSNodeRuntime", "Session"]
+
+def runtimes_for(target: str) -> tuple[str, ...]:
+    """The runtimes that run `target`'s artifacts, the default first."""
+    return tuple(runtime.name for runtime in _IN_ORDER if runtime.target == target)
+
+
+def default_runtime(target: str) -> str:
+    """The runtime an artifact of `target` is run on unless another is asked for."""
+    names = runtimes_for(target)
+    if not names:
+        targets = sorted({runtime.target for runtime in _IN_ORDER})
+        raise ConfigError(f"No runtime runs '{target}' artifacts. Targets with a runtime: {', '.join(targets)}.")
+    return names[0]
+
+
+__all__ = ["RUNTIMES", "Availability", "ExecuTorchRuntime", "LiteRTRuntime", "Runtime", "Session", "TFJSBrowserRuntime",
+           "TFJSNodeRuntime", "default_runtime", "runtimes_for"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -33,8 +33,15 @@ class Runtime(Protocol):
     """Loads artifacts of one format."""
 
     name: str
+    target: str  # the export target whose artifacts it runs
     delegates: tuple[str, ...]
+    default_delegate: str
+    packages: tuple[str, ...]  # Python packages whose versions a result records
 
     def is_available(self, delegate: str) -> Availability: ...
+
+    def delegation_report(self, model_path: Path) -> dict[str, Any] | None:
+        """Which ops the default delegate takes, or None where only the converter knows (its report is used)."""
+        ...
 
     def load(self, model_path: Path, delegate: str, threads: int | None = None) -> Session: ...

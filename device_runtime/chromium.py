@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from pipeline.errors import RuntimeUnavailableError
+from pipeline.core.errors import RuntimeUnavailableError
 
 # The real binary first: Debian's /usr/bin/chromium is a shell wrapper that also reads /etc/chromium.d.
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "chromium", "chromium-browser", "google-chrome")

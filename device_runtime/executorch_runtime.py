@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from device_runtime.base import Availability
-from pipeline.errors import ArtifactError, RuntimeUnavailableError, UnknownNameError
-from pipeline.registry import unknown_name_message
+from pipeline.core.errors import ArtifactError, RuntimeUnavailableError, UnknownNameError
+from pipeline.core.registry import unknown_name_message
 
 DELEGATES = ("xnnpack", "portable")
 BACKEND_NAMES = {"xnnpack": "XnnpackBackend"}
@@ -42,6 +42,9 @@ class ExecuTorchRuntime:
 
     name = "executorch"
     delegates = DELEGATES
+    target = "executorch"
+    default_delegate = "xnnpack"
+    packages: tuple[str, ...] = ("executorch", "torch")
 
     def is_available(self, delegate: str) -> Availability:
         if delegate not in DELEGATES:
@@ -54,6 +57,10 @@ class ExecuTorchRuntime:
         if backend and not Runtime.get().backend_registry.is_available(backend):
             return Availability(False, f"{backend} is not compiled into this ExecuTorch runtime build.")
         return Availability(True)
+
+    def delegation_report(self, model_path: Path) -> None:
+        """None: a `.pte` does not list what its delegate replaced; the lowering's report (in the manifest) does."""
+        return None
 
     def load(self, model_path: Path, delegate: str = "xnnpack", threads: int | None = None) -> ExecuTorchSession:
         """Load `forward` from `model_path`; raises ArtifactError for a corrupt program."""

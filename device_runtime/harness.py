@@ -15,17 +15,11 @@ from device_runtime.device_scripts.edge_bench import Protocol
 from device_runtime.profiles import PROFILES, DeviceProfile
 from device_runtime.throttle import WorkerMonitor
 from device_runtime.worker import READY_FD_ENV
-from pipeline.errors import ConfigError, DataError, UnknownNameError
-from pipeline.files import sha256_file
-from pipeline.manifest import MANIFEST_FILE, read_manifest
-from pipeline.registry import unknown_name_message
-from pipeline.versions import toolchain_versions
-
-DEFAULT_RUNTIME = {"tflite": "litert", "executorch": "executorch", "tfjs": "tfjs-node"}
-TARGET_RUNTIMES = {"tflite": ("litert",), "executorch": ("executorch",), "tfjs": ("tfjs-node", "tfjs-browser")}
-DEFAULT_DELEGATE = {"litert": "xnnpack", "executorch": "xnnpack", "tfjs-node": "wasm", "tfjs-browser": "wasm"}
-RUNTIME_PACKAGES = {"litert": ("ai-edge-litert",), "executorch": ("executorch", "torch"), "tfjs-node": (),
-                    "tfjs-browser": ("playwright",)}
+from pipeline.core.errors import ConfigError, DataError, UnknownNameError
+from pipeline.core.files import sha256_file
+from pipeline.core.manifest import MANIFEST_FILE, read_manifest
+from pipeline.core.registry import unknown_name_message
+from pipeline.core.versions import toolchain_versions
 
 
 @dataclass(frozen=True)
@@ -70,18 +64,18 @@ def resolve_request(
     protocol: Protocol, active_fraction: float = 1.0, calibration: dict[str, Any] | None = None,
 ) -> BenchRequest:
     """Fill defaults from the manifest and profile; raise for impossible combinations before any work."""
-    from device_runtime import RUNTIMES
+    from device_runtime import RUNTIMES, default_runtime, runtimes_for
 
     manifest = read_manifest(artifact_dir)
     if not manifest.get("eval_data"):
         raise DataError(f"{artifact_dir} has no eval.npz, so there is no real input to time it on; "
                         "re-export it with evaluation data (a zoo model, or --eval-data FILE.npz).")
-    runtime = runtime or DEFAULT_RUNTIME[manifest["target"]]
+    runtime = runtime or default_runtime(manifest["target"])
     runtime_impl = RUNTIMES.get(runtime)
-    if runtime not in TARGET_RUNTIMES[manifest["target"]]:
-        options = ", ".join(TARGET_RUNTIMES[manifest["target"]])
+    if runtime not in runtimes_for(manifest["target"]):
+        options = ", ".join(runtimes_for(manifest["target"]))
         raise ConfigError(f"Runtime {runtime} cannot run a {manifest['target']} artifact; use {options}.")
-    delegate = delegate or DEFAULT_DELEGATE[runtime]
+    delegate = delegate or runtime_impl.default_delegate
     if delegate not in runtime_impl.delegates:
         raise UnknownNameError(unknown_name_message(f"{runtime} delegate", delegate, list(runtime_impl.delegates)))
     profile = PROFILES.get(profile_name)
@@ -157,6 +151,8 @@ def _spawn(request: BenchRequest) -> tuple[dict[str, Any], int]:
 
 def run_benchmark(request: BenchRequest) -> Measurement:
     """Measure in an isolated worker; every outcome (including crashes) becomes a Measurement."""
+    from device_runtime import RUNTIMES
+
     manifest = read_manifest(request.artifact_dir)
     if request.delegate not in request.profile.delegates:
         reply: dict[str, Any] = {"status": "unavailable", "error": (
@@ -176,7 +172,7 @@ def run_benchmark(request: BenchRequest) -> Measurement:
         "throttle_applied": request.active_fraction < 1.0 and request.runtime != "tfjs-browser",
         "throttle_starts": "after the runtime's Python modules are imported (model load and runs are emulated)",
         "calibration": request.calibration,
-        "versions": toolchain_versions(*RUNTIME_PACKAGES.get(request.runtime, ())),
+        "versions": toolchain_versions(*RUNTIMES.get(request.runtime).packages),
         "manifest": {k: manifest.get(k) for k in ("source", "stages", "route", "size_bytes", "size_bytes_gzip")},
         "monitor_peak_rss_bytes": peak_seen,
     }

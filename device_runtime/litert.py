@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from device_runtime.base import Availability
-from pipeline.errors import ArtifactError, RuntimeUnavailableError, UnknownNameError
-from pipeline.registry import unknown_name_message
+from pipeline.core.errors import ArtifactError, RuntimeUnavailableError, UnknownNameError
+from pipeline.core.registry import unknown_name_message
 
 DELEGATES = ("xnnpack", "cpu", "gpu")
 GPU_DEVICE_GLOBS = ("/dev/dri/renderD*", "/dev/nvidia[0-9]*", "/dev/kgsl-3d0", "/dev/mali*")
@@ -112,6 +112,9 @@ class LiteRTRuntime:
 
     name = "litert"
     delegates = DELEGATES
+    target = "tflite"
+    default_delegate = "xnnpack"
+    packages: tuple[str, ...] = ("ai-edge-litert",)
 
     def is_available(self, delegate: str) -> Availability:
         if delegate not in DELEGATES:
@@ -121,6 +124,10 @@ class LiteRTRuntime:
         except ImportError as exc:
             return Availability(False, f"ai-edge-litert is not installed ({exc}); run `make setup`.")
         return gpu_availability() if delegate == "gpu" else Availability(True)
+
+    def delegation_report(self, model_path: Path) -> dict[str, Any]:
+        """Which ops XNNPACK takes and which stay on the reference kernels."""
+        return tflite_delegation_report(Path(model_path))
 
     def _load_gpu(self, model_path: Path) -> LiteRTGpuSession:
         from ai_edge_litert.compiled_model import CompiledModel

@@ -1,7 +1,7 @@
 """Emulated edge devices: cores, threads, memory cap, CPU-speed throttle and available delegates.
 
 A profile's throttle is calibrated on this host against a published latency of an anchor
-model on the real device (see `device_runtime.calibration`); results from a profile are
+model on the real device (see `pipeline.calibration`); results from a profile are
 always labelled `emulated`.
 """
 
@@ -11,8 +11,8 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pipeline.errors import ConfigError
-from pipeline.registry import Registry
+from pipeline.core.errors import ConfigError
+from pipeline.core.registry import Registry
 
 XNNPACK_README = "XNNPACK README, Performance section (end2end_bench, randomized weights and inputs)"
 

@@ -27,9 +27,9 @@ from device_runtime.chromium import (
     find_chromium,
     playwright_installed,
 )
-from device_runtime.tfjs_node import MODEL_JSON, RUNNER_DIR, _input_shape, graph_ops, read_model_json
-from pipeline.errors import ArtifactError, DataError, RuntimeUnavailableError, UnknownNameError
-from pipeline.registry import unknown_name_message
+from device_runtime.tfjs_node import MODEL_JSON, RUNNER_DIR, _input_shape, graph_op_report, graph_ops, read_model_json
+from pipeline.core.errors import ArtifactError, DataError, RuntimeUnavailableError, UnknownNameError
+from pipeline.core.registry import unknown_name_message
 
 DELEGATES = ("cpu", "wasm", "webgl", "webgpu")
 PAGE_DIR = Path(__file__).with_name("tfjs_browser")
@@ -158,6 +158,9 @@ class TFJSBrowserRuntime:
 
     name = "tfjs-browser"
     delegates = DELEGATES
+    target = "tfjs"
+    default_delegate = "wasm"
+    packages: tuple[str, ...] = ("playwright",)
 
     def __init__(self, timeout_s: float = TIMEOUT_S) -> None:
         self.timeout_s = timeout_s
@@ -180,6 +183,10 @@ class TFJSBrowserRuntime:
                 "(npm ci in device_runtime/tfjs_node)."
             )
         return Availability(True)
+
+    def delegation_report(self, model_path: Path) -> dict[str, Any]:
+        """The graph's ops (the same graph as in Node.js)."""
+        return graph_op_report(Path(model_path))
 
     def load(self, model_path: Path, delegate: str = "wasm", threads: int | None = None) -> TFJSBrowserSession:
         """Open Chromium on `model_path` (a `model.json`, or its directory), start the backend, load the model and

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from device_runtime.base import Availability
-from pipeline.errors import ArtifactError, DataError, RuntimeUnavailableError, UnknownNameError
-from pipeline.registry import unknown_name_message
+from pipeline.core.errors import ArtifactError, DataError, RuntimeUnavailableError, UnknownNameError
+from pipeline.core.registry import unknown_name_message
 
 DELEGATES = ("cpu", "wasm")
 RUNNER_DIR = Path(__file__).with_name("tfjs_node")
@@ -63,6 +63,13 @@ def graph_ops(model: dict[str, Any]) -> list[str]:
     for function in topology.get("library", {}).get("function", []):
         nodes += function.get("nodeDef", [])
     return sorted({node["op"] for node in nodes})
+
+
+def graph_op_report(model_json: Path) -> dict[str, Any]:
+    """The compute ops of a graph model; all of them run on whichever backend runs the model."""
+    ops = [op for op in graph_ops(read_model_json(model_json)) if op not in ("Const", "Placeholder", "Identity")]
+    return {"delegate": "tfjs", "ops_total": len(ops), "ops_delegated": len(ops), "delegated_share": 1.0,
+            "ops_not_delegated": [], "graph_ops": ops}
 
 
 @dataclass
@@ -169,6 +176,9 @@ class TFJSNodeRuntime:
 
     name = "tfjs-node"
     delegates = DELEGATES
+    target = "tfjs"
+    default_delegate = "wasm"
+    packages: tuple[str, ...] = ()
 
     def __init__(self, timeout_s: float = TIMEOUT_S) -> None:
         self.timeout_s = timeout_s
@@ -185,6 +195,10 @@ class TFJSNodeRuntime:
                 "(npm ci in device_runtime/tfjs_node)."
             )
         return Availability(True)
+
+    def delegation_report(self, model_path: Path) -> dict[str, Any]:
+        """The graph's ops (TF.js has no partial delegation: a backend runs all of them or fails)."""
+        return graph_op_report(Path(model_path))
 
     def load(self, model_path: Path, delegate: str = "wasm", threads: int | None = None) -> TFJSNodeSession:
         """Open `model_path` (a `model.json`, or its directory) and run one warm-up sample to check it loads."""

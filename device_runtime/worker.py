@@ -19,7 +19,7 @@ from typing import Any
 def _eval_samples(artifact_dir: Path, manifest: dict[str, Any]) -> tuple[Any, Any]:
     import numpy as np
 
-    from pipeline.errors import DataError
+    from pipeline.core.errors import DataError
 
     entry = manifest.get("eval_data")
     if not entry:
@@ -64,8 +64,8 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
     """Measure one artifact as the request describes; raises PipelineError for impossible requests."""
     from device_runtime import RUNTIMES
     from device_runtime.device_scripts.edge_bench import Protocol, measure
-    from pipeline.errors import ArtifactError, RuntimeUnavailableError
-    from pipeline.manifest import read_manifest
+    from pipeline.core.errors import ArtifactError, RuntimeUnavailableError
+    from pipeline.core.manifest import read_manifest
 
     artifact_dir = Path(request["artifact_dir"])
     manifest = read_manifest(artifact_dir)
@@ -97,7 +97,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    from pipeline.errors import PipelineError, RuntimeUnavailableError
+    from pipeline.core.errors import PipelineError, RuntimeUnavailableError
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     request = json.loads(sys.stdin.read())

@@ -4,7 +4,7 @@ from exporters.base import AppliedStage, Exporter, ExportOutput, modes_for
 from exporters.executorch import ExecuTorchExporter
 from exporters.tfjs import TFJSExporter
 from exporters.tflite import TFLiteExporter
-from pipeline.registry import Registry
+from pipeline.core.registry import Registry
 
 EXPORTERS: Registry[Exporter] = Registry("target")
 EXPORTERS.register("tflite", TFLiteExporter())

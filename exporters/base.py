@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.bundle import ModelBundle
+from pipeline.core.bundle import ModelBundle
 from quantize import QuantizationConfig
 
 
@@ -34,7 +34,7 @@ class ExportOutput:
     validation_delegate: str
     stages: tuple[AppliedStage, ...] = ()
     toolchain_packages: tuple[str, ...] = ()
-    delegation: dict[str, Any] = field(default_factory=dict)
+    delegation: dict[str, Any] = field(default_factory=dict)  # when the converter knows it; else the runtime reports
     notes: dict[str, Any] = field(default_factory=dict)
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from exporters.base import ExportOutput
 from exporters.routes import onnx_bridge, torch_to_executorch
-from pipeline.bundle import ModelBundle
-from pipeline.errors import ConfigError
+from pipeline.core.bundle import ModelBundle
+from pipeline.core.errors import ConfigError
 from quantize import QuantizationConfig
 
 MODEL_FILE = "model.pte"

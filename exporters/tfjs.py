@@ -7,8 +7,8 @@ from pathlib import Path
 
 from exporters.base import ExportOutput
 from exporters.routes import onnx_bridge, tf_to_tfjs
-from pipeline.bundle import ModelBundle
-from pipeline.errors import ConfigError
+from pipeline.core.bundle import ModelBundle
+from pipeline.core.errors import ConfigError
 from quantize import QuantizationConfig
 
 MIB = 1024 * 1024
@@ -23,15 +23,6 @@ class TFJSConfig:
     def __post_init__(self) -> None:
         if self.shard_size_bytes < 1024:
             raise ConfigError(f"shard_size_bytes must be >= 1024, got {self.shard_size_bytes} (--shard-size is in bytes).")
-
-
-def graph_op_report(model_json: Path) -> dict[str, object]:
-    """The ops of the graph (TF.js has no partial delegation: a backend runs all or fails)."""
-    from device_runtime.tfjs_node import graph_ops, read_model_json
-
-    ops = [op for op in graph_ops(read_model_json(model_json)) if op not in ("Const", "Placeholder", "Identity")]
-    return {"delegate": "tfjs", "ops_total": len(ops), "ops_delegated": len(ops), "delegated_share": 1.0,
-            "ops_not_delegated": [], "graph_ops": ops}
 
 
 class TFJSExporter:
@@ -63,5 +54,4 @@ class TFJSExporter:
             validation_delegate="wasm",
             stages=stages,
             toolchain_packages=packages,
-            delegation=graph_op_report(out_dir / tf_to_tfjs.MODEL_JSON),
         )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from exporters.base import ExportOutput
 from exporters.routes import tf_to_tflite, torch_to_tflite
-from pipeline.bundle import ModelBundle
+from pipeline.core.bundle import ModelBundle
 from quantize import QuantizationConfig
 
 MODEL_FILE = "model.tflite"
@@ -33,8 +33,6 @@ class TFLiteExporter:
     refused_modes = {"tensorflow": ("qat-int8",)}  # QAT fine-tunes a Keras or PyTorch model, not a SavedModel
 
     def export(self, bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig, config: TFLiteConfig) -> ExportOutput:
-        from device_runtime.litert import tflite_delegation_report
-
         model_file = out_dir / MODEL_FILE
         if bundle.framework == "torch":
             stages = torch_to_tflite.convert_torch_to_tflite(bundle, model_file, quantization)
@@ -49,5 +47,4 @@ class TFLiteExporter:
             validation_delegate="xnnpack",
             stages=stages,
             toolchain_packages=(*packages, "ai-edge-litert"),
-            delegation=tflite_delegation_report(model_file),
         )

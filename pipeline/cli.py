@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.core.errors import ConfigError, PipelineError
 
 EXIT_VALIDATION_FAILED = 1
 EXIT_USER_ERROR = 2
@@ -38,27 +38,8 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-PRUNE_FORMS = "--prune 0.5 (magnitude sparsity) or --prune channels:0.3 (structured channel ratio)"
-
-
-def parse_prune(text: str) -> Any:
-    """'0.5' -> magnitude pruning to 50% sparsity; 'channels:0.3' -> remove 30% of channels."""
-    from quantize.stages import STAGES
-
-    kind, _, value = text.rpartition(":")
-    try:
-        amount = float(value)
-    except ValueError:
-        raise ConfigError(f"--prune '{text}' is not understood; use {PRUNE_FORMS}.") from None
-    if kind in ("", "magnitude"):
-        return STAGES.get("prune-magnitude").config_cls(sparsity=amount)
-    if kind == "channels":
-        return STAGES.get("prune-channels").config_cls(ratio=amount)
-    raise ConfigError(f"--prune kind '{kind}' is unknown; use {PRUNE_FORMS}.")
-
-
 def cmd_zoo(args: argparse.Namespace) -> int:
-    from pipeline.table import format_table
+    from pipeline.core.table import format_table
     from pipeline.zoo import ZOO
 
     rows = [(name, e.dataset, ", ".join(e.builders), f"{e.min_test_accuracy:.0%}", e.description) for name, e in ZOO.items()]
@@ -76,7 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load_bundle(args: argparse.Namespace) -> Any:
-    from pipeline.datasets.npz import load_npz
+    from pipeline.core.datasets.npz import load_npz
     from pipeline.intake import load_model
 
     shape = parse_shape(args.input_shape) if args.input_shape else None
@@ -91,6 +72,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from exporters import EXPORTERS
     from pipeline.export import export_bundle
     from quantize import quantization_config
+    from quantize.pruning import parse_prune
 
     exporter = EXPORTERS.get(args.target)  # fail fast on a bad target, before loading any model
     options = {"calibration_samples": args.calibration_samples} if args.quantize == "int8" else {}
@@ -153,7 +135,7 @@ def _print_export_summary(out_dir: Path, manifest: dict[str, Any]) -> None:
 
 def cmd_routes(args: argparse.Namespace) -> int:
     from exporters import EXPORTERS
-    from pipeline.table import format_table
+    from pipeline.core.table import format_table
 
     rows = [(fw, target, chain) for target, exporter in EXPORTERS.items() for fw, chain in exporter.routes.items()]
     print(format_table(["source", "target", "converter chain"], rows))
@@ -171,10 +153,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_devices(args: argparse.Namespace) -> int:
     from device_runtime.profiles import PROFILES
-    from pipeline.table import format_table
+    from pipeline.core.table import format_table
 
     if args.calibrate:
-        from device_runtime.calibration import calibration_for
+        from pipeline.calibration import calibration_for
 
         names = [args.calibrate] if args.calibrate != "all" else [n for n, p in PROFILES.items() if p.anchor]
         rows = []
@@ -192,13 +174,13 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from device_runtime.bench import bench_artifacts
+    from pipeline.bench import bench_artifacts
 
     return bench_artifacts(args)
 
 
 def cmd_import_results(args: argparse.Namespace) -> int:
-    from device_runtime.bench import import_results
+    from pipeline.bench import import_results
 
     return import_results([Path(p) for p in args.files], Path(args.store))
 

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.core.table import format_table
 from pipeline.export import ExportResult, export_bundle
 from pipeline.intake import load_model
 from pipeline.intake.card import card_path
-from pipeline.table import format_table
 from pipeline.zoo import ZOO
 from pipeline.zoo.train import default_model_path, train_zoo_model
 from quantize import quantization_config

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.bundle import ModelBundle
-from pipeline.errors import DataError, UnsupportedRouteError
-from pipeline.files import sha256_file, staged_directory, write_json_atomic
-from pipeline.manifest import MANIFEST_FILE, build_manifest
+from pipeline.core.bundle import ModelBundle
+from pipeline.core.errors import DataError, UnsupportedRouteError
+from pipeline.core.files import sha256_file, staged_directory, write_json_atomic
+from pipeline.core.manifest import MANIFEST_FILE
+from pipeline.export_manifest import build_manifest
 from pipeline.validation import ValidationResult, validate
 from quantize import QuantizationConfig
 from quantize.stages import StageConfig
@@ -131,7 +132,9 @@ def export_bundle(
         started = time.perf_counter()
         output = exporter.export(bundle, staging, quantization, config)
         export_seconds = time.perf_counter() - started
-        session = RUNTIMES.get(exporter.runtime).load(staging / output.model_file, delegate=output.validation_delegate)
+        runtime = RUNTIMES.get(exporter.runtime)
+        delegation = output.delegation or runtime.delegation_report(staging / output.model_file) or {}
+        session = runtime.load(staging / output.model_file, delegate=output.validation_delegate)
         validation: ValidationResult | None = None
         try:
             if run_validation:
@@ -142,7 +145,7 @@ def export_bundle(
         manifest = build_manifest(
             target=target, bundle=bundle, output=output, out_dir=staging,
             validation=validation, export_seconds=export_seconds, signature=signature,
-            delegation=flag_fallbacks(output.delegation, quantization), config=config,
+            delegation=flag_fallbacks(delegation, quantization), config=config,
         )
         if applied:
             manifest["stages"] = [{"name": a.config["stage"], "config": a.config, "effect": a.effect,

@@ -192,7 +192,7 @@ def render_html(entries: list[Entry]) -> str:
 
 def write_report(store_path: Path, out_dir: Path) -> list[Path]:
     """Write report.html (self-contained: inline CSS and SVG) and report.md into `out_dir`."""
-    from pipeline.files import staged_file
+    from pipeline.core.files import staged_file
 
     entries = load_entries(store_path)
     paths = []

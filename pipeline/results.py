@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 
 SCHEMA_VERSION = 2
 DEFAULT_STORE = Path("workspace/results.sqlite")

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.bundle import ModelBundle
-from pipeline.errors import DataError
+from pipeline.core.bundle import ModelBundle
+from pipeline.core.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from pipeline.errors import ConfigError
-from pipeline.registry import Registry
+from pipeline.core.errors import ConfigError
+from pipeline.core.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
-from pipeline.bundle import ModelBundle
-from pipeline.errors import UnsupportedRouteError
-from pipeline.registry import Registry
+from pipeline.core.bundle import ModelBundle
+from pipeline.core.errors import UnsupportedRouteError
+from pipeline.core.registry import Registry
 
 Handler = Callable[[ModelBundle, Any], tuple[ModelBundle, dict[str, Any]]]
 

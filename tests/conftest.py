@@ -40,7 +40,7 @@ def digits_npz(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The digits test split as user-style .npz files, one per layout."""
     import numpy as np
 
-    from pipeline.datasets import load_dataset
+    from pipeline.core.datasets import load_dataset
 
     folder = tmp_path_factory.mktemp("data")
     test = load_dataset("digits").test

@@ -10,7 +10,7 @@ import streamlit as st
 from demo_app import charts
 from demo_app.data import Artifact, find_artifact, measurements_of
 from demo_app.ui import artifacts_or_first_run, eval_comparison, ops, source_path, workspace
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 FALLBACK = "background-color: #ffd6d6; color: #8a1111; font-weight: 600"
 

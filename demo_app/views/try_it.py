@@ -21,7 +21,7 @@ from demo_app.ui import (
     source_runner,
     workspace,
 )
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 try:
     from streamlit_drawable_canvas import st_canvas

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.bundle import ModelBundle
-from pipeline.errors import DataError
+from pipeline.core.bundle import ModelBundle
+from pipeline.core.errors import DataError
 
 
 def calibration_samples(bundle: ModelBundle, count: int) -> np.ndarray:

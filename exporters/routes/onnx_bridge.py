@@ -21,9 +21,9 @@ from typing import Any
 from exporters.base import AppliedStage
 from exporters.routes import tf_to_tfjs, torch_to_executorch
 from exporters.routes.tf_to_tflite import _saved_model_dir
-from pipeline.bundle import ModelBundle, SourceInfo, TensorSpec
-from pipeline.datasets import Dataset
-from pipeline.errors import ConfigError, ExportError, PipelineError, UnsupportedRouteError
+from pipeline.core.bundle import ModelBundle, SourceInfo, TensorSpec
+from pipeline.core.datasets import Dataset
+from pipeline.core.errors import ConfigError, ExportError, PipelineError, UnsupportedRouteError
 from quantize import QuantizationConfig
 
 OPSET = 18
@@ -101,7 +101,7 @@ def onnx_to_tf_saved_model(model_proto: Any, out_dir: Path, input_layout: str = 
     (one Transpose at the input) so the artifact takes the same data as the torch model.
     """
     _check_layout(input_layout)
-    from pipeline.keras_compat import import_keeping_keras3
+    from pipeline.core.keras_compat import import_keeping_keras3
 
     # it sets TF_USE_LEGACY_KERAS=1 at import; so would find_spec below, which imports the package first
     onnx2tf = import_keeping_keras3("onnx2tf")

@@ -11,8 +11,8 @@ from typing import Any
 
 from exporters.base import AppliedStage
 from exporters.routes.tf_to_tflite import _saved_model_dir
-from pipeline.bundle import ModelBundle
-from pipeline.errors import ExportError, UnsupportedRouteError, first_line
+from pipeline.core.bundle import ModelBundle
+from pipeline.core.errors import ExportError, UnsupportedRouteError, first_line
 from quantize import QuantizationConfig
 
 KERAS_ROUTE = "Keras model.export (SavedModel, batch 1) -> tensorflowjs.converters.convert_tf_saved_model"

@@ -10,8 +10,8 @@ from typing import Any
 from exporters.base import AppliedStage
 from exporters.routes.calibration import calibration_samples
 from exporters.routes.tflite_quantizer import quantize_float_model
-from pipeline.bundle import ModelBundle
-from pipeline.errors import ExportError, UnsupportedRouteError, first_line
+from pipeline.core.bundle import ModelBundle
+from pipeline.core.errors import ExportError, UnsupportedRouteError, first_line
 from quantize import (
     DynamicInt8Config,
     Fp16Config,

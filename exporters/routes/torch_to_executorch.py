@@ -9,8 +9,8 @@ import numpy as np
 
 from exporters.base import AppliedStage
 from exporters.routes.calibration import calibration_samples
-from pipeline.bundle import ModelBundle
-from pipeline.errors import ExportError, UnsupportedRouteError, first_line
+from pipeline.core.bundle import ModelBundle
+from pipeline.core.errors import ExportError, UnsupportedRouteError, first_line
 from quantize import DynamicInt8Config, Int8StaticConfig, QatInt8Config, QuantizationConfig
 
 ROUTE = "torch.export -> to_edge_transform_and_lower (XnnpackPartitioner) -> to_executorch"

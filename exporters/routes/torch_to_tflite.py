@@ -11,8 +11,8 @@ import numpy as np
 from exporters.base import AppliedStage
 from exporters.routes.calibration import calibration_samples
 from exporters.routes.tflite_quantizer import quantize_float_model
-from pipeline.bundle import ModelBundle
-from pipeline.errors import ExportError
+from pipeline.core.bundle import ModelBundle
+from pipeline.core.errors import ExportError
 from quantize import Int8StaticConfig, QatInt8Config, QuantizationConfig
 
 ROUTE = "torch.export -> litert_torch.convert (batch 1)"

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from pipeline.bundle import ModelBundle, SourceInfo, TensorSpec
-from pipeline.datasets import Dataset, load_dataset
-from pipeline.errors import IntakeError
-from pipeline.files import sha256_path
+from pipeline.core.bundle import ModelBundle, SourceInfo, TensorSpec
+from pipeline.core.datasets import Dataset, load_dataset
+from pipeline.core.errors import IntakeError
+from pipeline.core.files import sha256_path
 from pipeline.intake.card import ModelCard, read_card
-from pipeline.intake.keras_intake import load_keras_file, load_saved_model, predict_keras, predict_saved_model
-from pipeline.intake.torch_intake import load_factory, load_pt2, predict_torch
-from pipeline.registry import Registry
+from pipeline.intake.keras_intake import load_keras_file, load_saved_model
+from pipeline.intake.torch_intake import load_factory, load_pt2
 
 SUPPORTED_FORMATS = (
     "a Keras `.keras` file",
@@ -23,11 +19,6 @@ SUPPORTED_FORMATS = (
     "a PyTorch `.pt2` file from torch.export.save",
     "a `package.module:factory` reference (optionally with --weights STATE_DICT)",
 )
-
-PREDICTORS: Registry[Callable[[Any, np.ndarray], np.ndarray]] = Registry("framework")
-PREDICTORS.register("keras", predict_keras)
-PREDICTORS.register("tensorflow", predict_saved_model)
-PREDICTORS.register("torch", predict_torch)
 
 
 def _unsupported(reference: str, why: str) -> IntakeError:

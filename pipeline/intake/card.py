@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import IntakeError
-from pipeline.files import write_json_atomic
+from pipeline.core.errors import IntakeError
+from pipeline.core.files import write_json_atomic
 
 CARD_SUFFIX = ".card.json"
 CARD_SCHEMA_VERSION = 1

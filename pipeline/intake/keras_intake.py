@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from pipeline.bundle import TensorSpec
-from pipeline.errors import IntakeError
+from pipeline.core.bundle import TensorSpec
+from pipeline.core.errors import IntakeError
 
 
 def _layout_for_rank(rank: int) -> str:
@@ -55,18 +53,3 @@ def load_saved_model(path: Path) -> tuple[Any, TensorSpec]:
     name, spec = next(iter(inputs.items()))
     shape = tuple(spec.shape.as_list())
     return loaded, TensorSpec(name=name, shape=shape, dtype=spec.dtype.name, layout=_layout_for_rank(len(shape)))
-
-
-def predict_keras(model: Any, x: np.ndarray) -> np.ndarray:
-    """Inference-mode forward pass on one batch."""
-    return np.asarray(model(x, training=False))
-
-
-def predict_saved_model(loaded: Any, x: np.ndarray) -> np.ndarray:
-    """Run the `serving_default` signature on one batch (its first output)."""
-    import tensorflow as tf
-
-    signature = loaded.signatures["serving_default"]
-    name = next(iter(signature.structured_input_signature[1]))
-    result = signature(**{name: tf.constant(x)})
-    return np.asarray(next(iter(result.values())))

@@ -8,10 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from pipeline.bundle import TensorSpec
-from pipeline.errors import ConfigError, IntakeError
+from pipeline.core.bundle import TensorSpec
+from pipeline.core.errors import ConfigError, IntakeError
 
 
 def _layout_for_rank(rank: int) -> str:
@@ -126,11 +124,3 @@ def load_state_dict(model: Any, weights: Path) -> None:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise IntakeError(f"Weights {weights} do not fit the model: {exc}") from None
-
-
-def predict_torch(model: Any, x: np.ndarray) -> np.ndarray:
-    """Forward pass without gradients on one batch."""
-    import torch
-
-    with torch.no_grad():
-        return model(torch.from_numpy(np.ascontiguousarray(x))).numpy()

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 from pipeline.sweep.plan import BenchCell, ExportCell
 from pipeline.sweep.recipe import MeasureSpec
 
@@ -15,7 +15,7 @@ from pipeline.sweep.recipe import MeasureSpec
 def stage_configs(prune: str | None) -> list[Any]:
     if not prune:
         return []
-    from pipeline.cli import parse_prune
+    from quantize.pruning import parse_prune
 
     return [parse_prune(prune)]
 
@@ -27,9 +27,9 @@ def run_export_cell(cell: ExportCell, model_ref: str, eval_data: str | None, cal
     row: dict[str, Any] = {"model": cell.model.name, "framework": cell.model.framework or "user",
                            "variant": cell.variant.name, "target": cell.target, "artifact_dir": artifact_dir}
     try:
-        from pipeline.datasets.npz import load_npz
+        from pipeline.core.datasets.npz import load_npz
+        from pipeline.core.files import sha256_file
         from pipeline.export import export_bundle
-        from pipeline.files import sha256_file
         from pipeline.intake import load_model
         from quantize import quantization_config
 
@@ -73,7 +73,7 @@ def failed_result(fn: Callable[..., Any], args: tuple[Any, ...], error: str, exe
                 "manifest_sha256": None, "seconds": 0.0}
     if name == "run_bench_cell":
         from device_runtime.profiles import PROFILES
-        from pipeline.files import sha256_file
+        from pipeline.core.files import sha256_file
 
         cell, artifact_dir, cell_key = args[0], args[1], args[4]
         manifest = Path(artifact_dir) / "manifest.json"

@@ -6,8 +6,8 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from pipeline.errors import UnknownNameError
-from pipeline.registry import unknown_name_message
+from pipeline.core.errors import UnknownNameError
+from pipeline.core.registry import unknown_name_message
 
 
 class Executor(Protocol):

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
+from pipeline.core.versions import toolchain_versions
 from pipeline.sweep.recipe import ModelSpec, Recipe, RuntimeSpec, VariantSpec
-from pipeline.versions import toolchain_versions
 
 T = TypeVar("T")
 KEY_PACKAGES = ("tensorflow", "keras", "tensorflowjs", "torch", "executorch", "litert-torch", "ai-edge-litert",

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ConfigError
-from pipeline.registry import did_you_mean
+from pipeline.core.errors import ConfigError
+from pipeline.core.registry import did_you_mean
 
 RECIPE_VERSION = 1
 DEFAULT_RECIPE = Path(__file__).with_name("default_recipe.yaml")
@@ -162,7 +162,7 @@ def _variants(raw: list[Any], targets: list[str], errors: _Errors) -> list[Varia
                            f"limit the variant with 'targets: [...]'")
         if "prune" in item:
             try:
-                from pipeline.cli import parse_prune
+                from quantize.pruning import parse_prune
 
                 parse_prune(str(item["prune"]))
             except Exception as exc:  # ConfigError / UnknownNameError from the stage configs
@@ -177,8 +177,8 @@ def _variants(raw: list[Any], targets: list[str], errors: _Errors) -> list[Varia
 
 
 def _runtimes(raw: list[Any], errors: _Errors) -> list[RuntimeSpec]:
-    from device_runtime import RUNTIMES
-    from device_runtime.harness import TARGET_RUNTIMES
+    from device_runtime import RUNTIMES, runtimes_for
+    from exporters import EXPORTERS
 
     runtimes = []
     for i, item in enumerate(raw):
@@ -186,11 +186,11 @@ def _runtimes(raw: list[Any], errors: _Errors) -> list[RuntimeSpec]:
         item = _mapping(item, path, errors)
         _check_keys(item, {"target", "runtime", "delegate", "threads"}, path, errors)
         target, runtime, delegate = item.get("target"), item.get("runtime"), item.get("delegate")
-        if target not in TARGET_RUNTIMES:
-            errors.unknown(f"{path}.target", "target", target, list(TARGET_RUNTIMES))
+        if target not in EXPORTERS:
+            errors.unknown(f"{path}.target", "target", target, EXPORTERS.names())
             continue
-        if runtime not in TARGET_RUNTIMES[target]:
-            errors.unknown(f"{path}.runtime", f"runtime for {target}", runtime, list(TARGET_RUNTIMES[target]))
+        if runtime not in runtimes_for(target):
+            errors.unknown(f"{path}.runtime", f"runtime for {target}", runtime, list(runtimes_for(target)))
             continue
         if delegate not in RUNTIMES.get(runtime).delegates:
             errors.unknown(f"{path}.delegate", f"{runtime} delegate", delegate, list(RUNTIMES.get(runtime).delegates))

@@ -71,7 +71,7 @@ def artifact_dir(workspace: Path, cell: ExportCell, key: str) -> Path:
 def _source_hashes(plan: Plan, workspace: Path, train: bool,
                    out: Callable[[str], None] = lambda line: None) -> dict[ModelSpec, tuple[str, str | None]]:
     """(reference, sha256 or None when not trained yet) per model; trains zoo models when `train`."""
-    from pipeline.files import sha256_path
+    from pipeline.core.files import sha256_path
 
     hashes = {}
     for model in dict.fromkeys(cell.model for cell in plan.exports):
@@ -110,8 +110,8 @@ def dry_run(recipe: Recipe, workspace: Path, store_path: Path, out: Callable[[st
 def run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
               out: Callable[[str], None] = print) -> SweepSummary:
     """Export every cell (skipping cached ones), then measure every artifact; failures are recorded, not raised."""
-    from device_runtime.calibration import calibration_for
     from device_runtime.profiles import PROFILES
+    from pipeline.calibration import calibration_for
     from pipeline.results import cached_cell, insert_measurement, open_store, record_export
     from pipeline.sweep.cells import run_bench_cell, run_export_cell
 

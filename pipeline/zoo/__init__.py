@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.registry import Registry
+from pipeline.core.registry import Registry
 from pipeline.zoo import digits_cnn, mobilenet_v2
 from pipeline.zoo.training import TrainConfig
 

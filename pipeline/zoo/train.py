@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.datasets import load_dataset
-from pipeline.errors import ConfigError
-from pipeline.files import staged_file
+from pipeline.core.datasets import load_dataset
+from pipeline.core.errors import ConfigError
+from pipeline.core.files import staged_file
 from pipeline.intake.card import ModelCard, write_card
 from pipeline.zoo import ZOO
 from pipeline.zoo.training import TrainConfig, accuracy, train_keras, train_torch

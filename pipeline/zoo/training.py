@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.datasets import DatasetSplits
-from pipeline.errors import ConfigError
+from pipeline.core.datasets import DatasetSplits
+from pipeline.core.errors import ConfigError
 
 LR_SCHEDULES = ("constant", "cosine")
 

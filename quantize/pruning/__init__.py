@@ -16,4 +16,6 @@ STAGES.register(
     ChannelPruningConfig.stage, StageSpec(ChannelPruningConfig, {"torch": prune_channels_torch, "keras": refuse_keras})
 )
 
-__all__ = ["ChannelPruningConfig", "MagnitudePruningConfig"]
+from quantize.pruning.parse import PRUNE_FORMS, parse_prune  # noqa: E402  (after the stages exist)
+
+__all__ = ["PRUNE_FORMS", "ChannelPruningConfig", "MagnitudePruningConfig", "parse_prune"]

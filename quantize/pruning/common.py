@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.bundle import ModelBundle
-from pipeline.datasets import Dataset
-from pipeline.errors import ConfigError, DataError
+from pipeline.core.bundle import ModelBundle
+from pipeline.core.datasets import Dataset
+from pipeline.core.errors import ConfigError, DataError
 
 
 def check_range(name: str, value: float, low: float, high: float, *, high_inclusive: bool = False) -> None:

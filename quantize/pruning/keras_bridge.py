@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from pipeline.errors import UnsupportedRouteError
+from pipeline.core.errors import UnsupportedRouteError
 
 # keyword arguments every tf_keras Layer takes through **kwargs
 _BASE_KWARGS = {"name", "trainable", "dtype", "input_shape", "batch_input_shape", "batch_size", "weights",
@@ -117,7 +117,7 @@ def copy_weights(source: Any, target: Any) -> None:
 
 def import_tfmot() -> Any:
     """TFMOT, imported without switching this process's `tf.keras` to Keras 2."""
-    from pipeline.keras_compat import import_keeping_keras3
+    from pipeline.core.keras_compat import import_keeping_keras3
 
     return import_keeping_keras3("tensorflow_model_optimization",
                                  "tensorflow_model_optimization.python.core.keras.compat")

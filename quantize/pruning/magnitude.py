@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pipeline.bundle import ModelBundle
-from pipeline.errors import ConfigError, UnsupportedRouteError
+from pipeline.core.bundle import ModelBundle
+from pipeline.core.errors import ConfigError, UnsupportedRouteError
 from quantize.pruning.common import (
     check_fine_tune,
     check_range,

@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pipeline.bundle import ModelBundle
-from pipeline.errors import ConfigError, RuntimeUnavailableError, UnsupportedRouteError, first_line
+from pipeline.core.bundle import ModelBundle
+from pipeline.core.errors import ConfigError, RuntimeUnavailableError, UnsupportedRouteError, first_line
 from quantize.pruning.common import check_fine_tune, check_range, eval_accuracy, train_torch_model, training_data
 from quantize.stages import StageConfig
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.bundle import ModelBundle
-from pipeline.datasets import Dataset
-from pipeline.errors import DataError
+from pipeline.core.bundle import ModelBundle
+from pipeline.core.datasets import Dataset
+from pipeline.core.errors import DataError
 from quantize.config import QatInt8Config
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.bundle import ModelBundle, TensorSpec, run_in_batches
-from pipeline.errors import UnsupportedRouteError
+from pipeline.core.bundle import ModelBundle, TensorSpec, run_in_batches
+from pipeline.core.errors import UnsupportedRouteError
 from quantize.config import QatInt8Config
 from quantize.pruning.common import eval_accuracy
 from quantize.qat.common import qat_effect, qat_training_data

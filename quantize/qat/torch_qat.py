@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.bundle import ModelBundle, run_in_batches
-from pipeline.errors import ExportError, first_line
-from pipeline.versions import package_version
+from pipeline.core.bundle import ModelBundle, run_in_batches
+from pipeline.core.errors import ExportError, first_line
+from pipeline.core.versions import package_version
 from quantize.config import QatInt8Config
 from quantize.pruning.common import eval_accuracy, train_torch_model
 from quantize.qat.common import qat_effect, qat_training_data
@@ -88,7 +88,7 @@ def qat_torch(bundle: ModelBundle, config: QatInt8Config, quantizer: Any, *,
     from torchao.quantization.pt2e import allow_exported_model_train_eval, move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
 
-    from pipeline.intake import PREDICTORS
+    from pipeline.core.reference import PREDICTORS
 
     data = qat_training_data(bundle, config)
     before = eval_accuracy(bundle)

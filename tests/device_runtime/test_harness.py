@@ -8,7 +8,7 @@ import pytest
 from device_runtime.device_scripts.edge_bench import Protocol
 from device_runtime.harness import BenchRequest, resolve_request, run_benchmark
 from device_runtime.profiles import PROFILES
-from pipeline.errors import ConfigError, DataError, UnknownNameError
+from pipeline.core.errors import ConfigError, DataError, UnknownNameError
 
 QUICK = Protocol(warmup_runs=3, min_runs=30, min_duration_s=0.3)
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from device_runtime import RUNTIMES
-from pipeline.errors import ArtifactError, UnknownNameError
+from pipeline.core.errors import ArtifactError, UnknownNameError
 
 
 @pytest.fixture(scope="module")

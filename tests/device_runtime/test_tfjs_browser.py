@@ -19,7 +19,7 @@ from device_runtime import chromium, tfjs_browser
 from device_runtime.device_scripts.edge_bench import Protocol
 from device_runtime.tfjs_browser import TFJSBrowserRuntime
 from device_runtime.tfjs_node import TFJSNodeRuntime
-from pipeline.errors import ArtifactError, DataError, RuntimeUnavailableError, UnknownNameError
+from pipeline.core.errors import ArtifactError, DataError, RuntimeUnavailableError, UnknownNameError
 
 pytestmark = pytest.mark.browser
 

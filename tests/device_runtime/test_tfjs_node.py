@@ -5,7 +5,7 @@ import pytest
 
 from device_runtime import tfjs_node
 from device_runtime.tfjs_node import TFJSNodeRuntime
-from pipeline.errors import ArtifactError, DataError, RuntimeUnavailableError, UnknownNameError
+from pipeline.core.errors import ArtifactError, DataError, RuntimeUnavailableError, UnknownNameError
 
 
 @pytest.fixture(scope="module")

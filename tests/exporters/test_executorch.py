@@ -5,7 +5,7 @@ import pytest
 
 from device_runtime import RUNTIMES
 from exporters.executorch import ExecuTorchConfig
-from pipeline.errors import ArtifactError, ConfigError, ExportError, UnsupportedRouteError
+from pipeline.core.errors import ArtifactError, ConfigError, ExportError, UnsupportedRouteError
 from pipeline.export import export_bundle
 from pipeline.intake import load_model
 from quantize import quantization_config
@@ -63,7 +63,7 @@ def test_unknown_delegate_is_a_config_error():
 def test_untraceable_model_points_at_the_construct(tmp_path):
     import torch
 
-    from pipeline.bundle import ModelBundle, SourceInfo, TensorSpec
+    from pipeline.core.bundle import ModelBundle, SourceInfo, TensorSpec
 
     class DataDependent(torch.nn.Module):
         def forward(self, x):

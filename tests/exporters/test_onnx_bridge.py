@@ -8,8 +8,8 @@ import pytest
 from device_runtime.executorch_runtime import ExecuTorchRuntime
 from device_runtime.tfjs_node import TFJSNodeRuntime
 from exporters.routes import onnx_bridge
-from pipeline.bundle import ModelBundle, SourceInfo, TensorSpec
-from pipeline.errors import ConfigError, ExportError, UnsupportedRouteError
+from pipeline.core.bundle import ModelBundle, SourceInfo, TensorSpec
+from pipeline.core.errors import ConfigError, ExportError, UnsupportedRouteError
 from pipeline.intake import load_model
 from quantize import quantization_config
 

@@ -7,7 +7,7 @@ import pytest
 
 from device_runtime.tfjs_node import TFJSNodeRuntime
 from exporters.routes.tf_to_tfjs import convert_tf_to_tfjs
-from pipeline.errors import ExportError, UnsupportedRouteError
+from pipeline.core.errors import ExportError, UnsupportedRouteError
 from pipeline.intake import load_model
 from quantize import quantization_config
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from pipeline.datasets import load_dataset, to_layout
-from pipeline.datasets.npz import load_npz
-from pipeline.errors import DataError
+from pipeline.core.datasets import load_dataset, to_layout
+from pipeline.core.datasets.npz import load_npz
+from pipeline.core.errors import DataError
 
 
 def test_digits_split_is_fixed_and_scaled():

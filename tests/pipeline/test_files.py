@@ -1,7 +1,7 @@
 import pytest
 
-from pipeline.errors import ConfigError
-from pipeline.files import staged_directory
+from pipeline.core.errors import ConfigError
+from pipeline.core.files import staged_directory
 
 
 def test_failed_block_publishes_nothing(tmp_path):

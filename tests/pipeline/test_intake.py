@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from pipeline.errors import ConfigError, IntakeError
+from pipeline.core.errors import ConfigError, IntakeError
 from pipeline.intake import load_model
 
 

@@ -1,7 +1,7 @@
 import pytest
 
-from pipeline.errors import ConfigError, UnknownNameError
-from pipeline.registry import Registry
+from pipeline.core.errors import ConfigError, UnknownNameError
+from pipeline.core.registry import Registry
 
 
 def test_unknown_name_lists_options_and_closest_match():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.results import SCHEMA_VERSION, fetch_measurements, insert_measurement, open_store
 
 REPO = str(Path(__file__).resolve().parents[2])

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from pipeline.datasets import DATASETS, load_dataset
-from pipeline.datasets.shapes import CLASSES, render
+from pipeline.core.datasets import DATASETS, load_dataset
+from pipeline.core.datasets.shapes import CLASSES, render
 
 
 @pytest.fixture(scope="module")

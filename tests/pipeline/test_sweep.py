@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from device_runtime.profiles import PROFILES
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from pipeline.results import fetch_exports, fetch_measurements, open_store
 from pipeline.sweep.executors import LocalExecutor
 from pipeline.sweep.plan import build_plan

@@ -88,7 +88,7 @@ def _measurements(store: Path) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 def test_ray_sweep_matches_local_sweep(ray_executor: RayExecutor, tmp_path: Path) -> None:
-    from pipeline.manifest import artifact_file_hashes
+    from pipeline.core.manifest import artifact_file_hashes
     from pipeline.sweep.executors import LocalExecutor
     from pipeline.sweep.recipe import parse_recipe
     from pipeline.sweep.runner import run_sweep

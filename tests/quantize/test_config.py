@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.errors import ConfigError, UnknownNameError
+from pipeline.core.errors import ConfigError, UnknownNameError
 from quantize import QUANTIZATION_MODES, Int8StaticConfig, quantization_config
 
 

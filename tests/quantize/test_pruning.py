@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import quantize
-from pipeline.errors import ConfigError, DataError, UnsupportedRouteError
+from pipeline.core.errors import ConfigError, DataError, UnsupportedRouteError
 from pipeline.intake import load_model
 from quantize.pruning import ChannelPruningConfig, MagnitudePruningConfig
 from quantize.stages import STAGES, apply_stages

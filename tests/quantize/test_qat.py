@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from pipeline.errors import ConfigError, DataError, UnsupportedRouteError
+from pipeline.core.errors import ConfigError, DataError, UnsupportedRouteError
 from pipeline.export import export_bundle
 from pipeline.intake import load_model
 from quantize import QUANTIZATION_MODES, QatInt8Config, quantization_config

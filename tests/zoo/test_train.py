@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from pipeline.errors import ConfigError, UnknownNameError
+from pipeline.core.errors import ConfigError, UnknownNameError
 from pipeline.intake.card import card_path
 from pipeline.zoo import ZOO
 from pipeline.zoo.train import train_zoo_model

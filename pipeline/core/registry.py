@@ -6,7 +6,7 @@ import difflib
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
-from pipeline.errors import ConfigError, UnknownNameError
+from pipeline.core.errors import ConfigError, UnknownNameError
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from device_runtime.device_scripts.edge_bench import Protocol
 from device_runtime.profiles import DeviceProfile
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 
 ANCHOR_SAMPLES = 8
 CALIBRATION_PROTOCOL = Protocol(warmup_runs=5, min_runs=30, min_duration_s=1.5)
@@ -42,8 +42,8 @@ def anchor_artifact(workspace: Path) -> Path:
     import keras
     import numpy as np
 
-    from pipeline.bundle import ModelBundle, SourceInfo, TensorSpec
-    from pipeline.datasets import Dataset
+    from pipeline.core.bundle import ModelBundle, SourceInfo, TensorSpec
+    from pipeline.core.datasets import Dataset
     from pipeline.export import export_bundle
     from quantize import quantization_config
 
@@ -100,7 +100,7 @@ def calibration_for(workspace: Path, profile: DeviceProfile, refresh: bool = Fal
     stored = json.loads(path.read_text()) if path.is_file() else {}
     record = stored.get(profile.name)
     if refresh or record is None or record.get("host") != host_key() or record.get("published_ms") != profile.anchor.published_ms:
-        from pipeline.files import write_json_atomic
+        from pipeline.core.files import write_json_atomic
 
         record = calibrate(workspace, profile)
         stored[profile.name] = record

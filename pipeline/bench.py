@@ -9,9 +9,9 @@ from typing import Any
 
 from device_runtime.device_scripts.edge_bench import Protocol
 from device_runtime.harness import Measurement, resolve_request, run_benchmark
-from pipeline.errors import ConfigError, DataError
+from pipeline.core.errors import ConfigError, DataError
+from pipeline.core.table import format_table
 from pipeline.results import insert_measurement, open_store
-from pipeline.table import format_table
 
 
 def _row(m: Measurement) -> tuple[Any, ...]:
@@ -33,8 +33,8 @@ HEADERS = ["artifact", "runtime", "delegate", "threads", "device", "kind", "stat
 
 def bench_artifacts(args: argparse.Namespace) -> int:
     """Resolve every request first (so a bad one fails before any work), then measure each in a worker."""
-    from device_runtime.calibration import calibration_for
     from device_runtime.profiles import PROFILES
+    from pipeline.calibration import calibration_for
 
     protocol = Protocol(args.warmup, args.min_runs, args.min_seconds)
     profile = PROFILES.get(args.device)

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.datasets import Dataset
-from pipeline.errors import DataError
+from pipeline.core.datasets import Dataset
+from pipeline.core.errors import DataError
+from pipeline.core.reference import PREDICTORS
 
 FRAMEWORKS = ("keras", "torch")
 
@@ -86,8 +87,6 @@ class ModelBundle:
 
     def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Run the source model on a batch in its own framework (the reference)."""
-        from pipeline.intake import PREDICTORS
-
         self.input_spec.check_batch(x, "input")
         return run_in_batches(PREDICTORS.get(self.framework), self.model, x.astype(np.float32),
                               batch_size, static_batch=self.input_spec.shape[0])

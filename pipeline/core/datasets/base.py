@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.errors import DataError
-from pipeline.registry import Registry
+from pipeline.core.errors import DataError
+from pipeline.core.registry import Registry
 
 LAYOUTS = ("NHWC", "NCHW", "NC")
 

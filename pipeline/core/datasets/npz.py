@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.datasets.base import Dataset
-from pipeline.errors import DataError
+from pipeline.core.datasets.base import Dataset
+from pipeline.core.errors import DataError
 
 
 def load_npz(path: Path, layout: str) -> Dataset:

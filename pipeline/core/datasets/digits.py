@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.datasets.base import DATASETS, Dataset, DatasetSplits
+from pipeline.core.datasets.base import DATASETS, Dataset, DatasetSplits
 
 TEST_FRACTION = 0.2
 CALIBRATION_SAMPLES = 200

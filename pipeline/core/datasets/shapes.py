@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.datasets.base import DATASETS, Dataset, DatasetSplits
+from pipeline.core.datasets.base import DATASETS, Dataset, DatasetSplits
 
 SIZE = 64
 CLASSES = ("circle", "ring", "square", "triangle", "cross", "ellipse", "stripes", "star")

@@ -1,0 +1,1 @@
+"""Sweeps: a recipe's grid of exports and benchmarks, planned, cached, resumable, on a local or Ray executor."""

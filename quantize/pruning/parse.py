@@ -1,0 +1,22 @@
+"""The `--prune` spelling shared by the CLI, recipes and the Python API."""
+
+from __future__ import annotations
+
+from pipeline.core.errors import ConfigError
+from quantize.stages import STAGES, StageConfig
+
+PRUNE_FORMS = "--prune 0.5 (magnitude sparsity) or --prune channels:0.3 (structured channel ratio)"
+
+
+def parse_prune(text: str) -> StageConfig:
+    """'0.5' -> magnitude pruning to 50% sparsity; 'channels:0.3' -> remove 30% of channels."""
+    kind, _, value = text.rpartition(":")
+    try:
+        amount = float(value)
+    except ValueError:
+        raise ConfigError(f"--prune '{text}' is not understood; use {PRUNE_FORMS}.") from None
+    if kind in ("", "magnitude"):
+        return STAGES.get("prune-magnitude").config_cls(sparsity=amount)
+    if kind == "channels":
+        return STAGES.get("prune-channels").config_cls(ratio=amount)
+    raise ConfigError(f"--prune kind '{kind}' is unknown; use {PRUNE_FORMS}.")
