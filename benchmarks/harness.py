@@ -27,9 +27,14 @@ os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
 
 def overhead(model_file: Path, inputs, seconds: float = 3.0) -> tuple[float, float]:
     """(bare p50 ms, harness p50 ms) over the same interpreter call, alternating three rounds each."""
-    from device_runtime.device_scripts.edge_bench import Protocol, tflite_runner, time_runs
+    from device_runtime.device_scripts.edge_bench import Protocol, load_program, time_runs
 
-    run, _ = tflite_runner(model_file, 1, "xnnpack", inputs)
+    program = load_program(model_file, 1, "xnnpack")
+    prepared = [program.prepare(sample[None]) for sample in inputs]
+
+    def run(i: int) -> None:
+        program.invoke(prepared[i])
+
     for i in range(50):
         run(i % len(inputs))
     bare, harness = [], []

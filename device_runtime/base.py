@@ -22,8 +22,17 @@ class Session(Protocol):
 
     delegate: str
 
+    @property
+    def delegate_used(self) -> str:
+        """The delegate or backend that really holds the graph, read from the runtime after loading."""
+        ...
+
     def run(self, x: np.ndarray) -> np.ndarray:
         """Run a batch of float inputs in the model's layout; returns float outputs."""
+        ...
+
+    def benchmark(self, x: np.ndarray, labels: np.ndarray | None, protocol: Any) -> dict[str, Any]:
+        """Time runs with the harness protocol (`edge_bench.Protocol`); returns the result fields."""
         ...
 
     def close(self) -> None: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from device_runtime.base import Availability
+from device_runtime.device_scripts.edge_bench import Protocol, PteProgram, measure, run_batch
 from pipeline.core.errors import ArtifactError, RuntimeUnavailableError, UnknownNameError
 from pipeline.core.registry import unknown_name_message
 
@@ -18,23 +20,33 @@ BACKEND_NAMES = {"xnnpack": "XnnpackBackend"}
 
 @dataclass
 class ExecuTorchSession:
-    """One loaded `forward` method; batches run sample by sample at the program's batch size."""
+    """A loaded `.pte` program (the on-device script's `PteProgram`) behind the runtime interface."""
 
-    method: Any
-    delegate: str
-    batch: int
+    program: Any
+    load_ms: float = 0.0
+
+    @property
+    def delegate(self) -> str:
+        return self.program.delegate_used
+
+    @property
+    def delegate_used(self) -> str:
+        """'xnnpack' when the program's plan holds an XNNPACK delegate, else 'portable'."""
+        return self.program.delegate_used
+
+    @property
+    def threads_applied(self) -> bool:
+        return self.program.threads_applied
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        import torch
+        return run_batch(self.program, x)
 
-        outputs = []
-        for start in range(0, len(x), self.batch):
-            chunk = torch.tensor(np.asarray(x[start : start + self.batch], dtype=np.float32))
-            outputs.append(self.method.execute((chunk,))[0].numpy().copy())  # runtime may reuse its buffer
-        return np.concatenate(outputs)
+    def benchmark(self, x: np.ndarray, labels: np.ndarray | None, protocol: Protocol) -> dict[str, Any]:
+        """Time single-sample runs with the harness protocol (the on-device script's `measure`)."""
+        return {**measure(self.program, x, labels, protocol, self.load_ms), "threads_applied": self.threads_applied}
 
     def close(self) -> None:
-        self.method = None
+        self.program.close()
 
 
 class ExecuTorchRuntime:
@@ -69,15 +81,12 @@ class ExecuTorchRuntime:
             raise (UnknownNameError if delegate not in DELEGATES else RuntimeUnavailableError)(availability.reason)
         if not Path(model_path).is_file():
             raise ArtifactError(f"ExecuTorch program {model_path} does not exist; export one with `pipeline export MODEL --target executorch`.")
-        from executorch.runtime import Runtime
-
+        started = time.perf_counter()
         try:
-            program = Runtime.get().load_program(Path(model_path))
-            method = program.load_method("forward")
-        except (RuntimeError, ValueError) as exc:
+            program = PteProgram(Path(model_path), threads, delegate)
+        except (RuntimeError, ValueError, IndexError) as exc:
             raise ArtifactError(
                 f"ExecuTorch could not load {model_path}: {exc}. The file is truncated, corrupt or not a "
                 ".pte program; re-export it."
             ) from None
-        shape = method.metadata.input_tensor_meta(0).sizes()
-        return ExecuTorchSession(method=method, delegate=delegate, batch=int(shape[0]))
+        return ExecuTorchSession(program, load_ms=(time.perf_counter() - started) * 1000)

@@ -18,6 +18,7 @@ from device_runtime.worker import READY_FD_ENV
 from pipeline.core.errors import ConfigError, DataError, UnknownNameError
 from pipeline.core.files import sha256_file
 from pipeline.core.manifest import MANIFEST_FILE, read_manifest
+from pipeline.core.records import Measurement
 from pipeline.core.registry import unknown_name_message
 from pipeline.core.versions import toolchain_versions
 
@@ -35,28 +36,6 @@ class BenchRequest:
     timeout_s: float = 600.0
     active_fraction: float = 1.0
     calibration: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """One benchmark outcome, successful or not, ready for the results store."""
-
-    kind: str
-    status: str
-    artifact_dir: str
-    manifest_sha256: str
-    target: str
-    runtime: str
-    delegate_requested: str
-    delegate_used: str | None
-    threads: int
-    device_profile: str
-    result: dict[str, Any]
-    error: str | None
-    context: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def resolve_request(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from device_runtime.base import Availability
+from device_runtime.device_scripts.edge_bench import Protocol, load_program, measure, run_batch
 from pipeline.core.errors import ArtifactError, RuntimeUnavailableError, UnknownNameError
 from pipeline.core.registry import unknown_name_message
 
@@ -16,81 +18,50 @@ DELEGATES = ("xnnpack", "cpu", "gpu")
 GPU_DEVICE_GLOBS = ("/dev/dri/renderD*", "/dev/nvidia[0-9]*", "/dev/kgsl-3d0", "/dev/mali*")
 
 
-def _quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    """Float -> the tensor's integer type with its scale/zero point (identity for float tensors)."""
-    dtype = detail["dtype"]
-    if np.issubdtype(dtype, np.floating):
-        return x.astype(dtype)
-    scale, zero_point = detail["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
-
-
-def _dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    if np.issubdtype(detail["dtype"], np.floating):
-        return y.astype(np.float32)
-    scale, zero_point = detail["quantization"]
-    return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
-
-
 @dataclass
 class LiteRTSession:
-    """One interpreter; runs batches by resizing the batch dim or sample by sample."""
+    """A loaded `.tflite` program (interpreter or GPU accelerator) behind the runtime interface.
 
-    interpreter: Any
-    delegate: str
+    The program classes live in the on-device script, so validation, `pipeline bench`, the app and a
+    real board all run a model through the same code.
+    """
 
-    def __post_init__(self) -> None:
-        self._input = self.interpreter.get_input_details()[0]
-        self._output = self.interpreter.get_output_details()[0]
-        self._batch = int(self._input["shape"][0])
+    program: Any
+    load_ms: float = 0.0
+
+    @property
+    def delegate(self) -> str:
+        return self.program.delegate_used
+
+    @property
+    def delegate_used(self) -> str:
+        """The delegate that holds the graph, read from the runtime after loading."""
+        return self.program.delegate_used
+
+    @property
+    def interpreter(self) -> Any:
+        return self.program.interpreter
 
     def input_details(self) -> dict[str, Any]:
-        return self._input
+        return self.program.input
 
     def output_details(self) -> dict[str, Any]:
-        return self._output
-
-    def _invoke(self, x: np.ndarray) -> np.ndarray:
-        self.interpreter.set_tensor(self._input["index"], _quantize(x, self._input))
-        self.interpreter.invoke()
-        return _dequantize(self.interpreter.get_tensor(self._output["index"]), self._output)
+        return self.program.output
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        """Outputs for a float batch; integer I/O tensors are (de)quantized here."""
-        if len(x) == self._batch:
-            return self._invoke(x)
-        return np.concatenate([self._invoke(x[i : i + self._batch]) for i in range(0, len(x), self._batch)])
+        """Outputs for a float batch; integer I/O tensors are (de)quantized by the program."""
+        return run_batch(self.program, x)
+
+    def benchmark(self, x: np.ndarray, labels: np.ndarray | None, protocol: Protocol) -> dict[str, Any]:
+        """Time single-sample runs with the harness protocol (the on-device script's `measure`)."""
+        return measure(self.program, x, labels, protocol, self.load_ms)
 
     def op_names(self) -> list[str]:
         """Names of the ops in the execution plan (a delegated block shows as 'DELEGATE')."""
-        return [op["op_name"] for op in self.interpreter._get_ops_details()]
+        return [op["op_name"] for op in self.program.ops]
 
     def close(self) -> None:
-        self.interpreter = None
-
-
-@dataclass
-class LiteRTGpuSession:
-    """LiteRT's GPU accelerator through the CompiledModel API (GPU only: no silent CPU fallback)."""
-
-    model: Any
-    delegate: str = "gpu"
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Outputs for a float batch, one sample per GPU run (the model is compiled for batch 1)."""
-        inputs = self.model.create_input_buffers(0)
-        outputs = self.model.create_output_buffers(0)
-        shape = tuple(outputs[0].get_tensor_details()["shape"])
-        results = []
-        for sample in x:
-            inputs[0].write(np.ascontiguousarray(sample[None], dtype=np.float32))
-            self.model.run_by_index(0, inputs, outputs)
-            results.append(np.asarray(outputs[0].read(int(np.prod(shape)), np.float32)).reshape(shape))
-        return np.concatenate(results)
-
-    def close(self) -> None:
-        self.model.close()
+        self.program.close()
 
 
 def gpu_availability() -> Availability:
@@ -129,45 +100,27 @@ class LiteRTRuntime:
         """Which ops XNNPACK takes and which stay on the reference kernels."""
         return tflite_delegation_report(Path(model_path))
 
-    def _load_gpu(self, model_path: Path) -> LiteRTGpuSession:
-        from ai_edge_litert.compiled_model import CompiledModel
-        from ai_edge_litert.hardware_accelerator import HardwareAccelerator
-
-        try:
-            model = CompiledModel.from_file(str(model_path), hardware_accel=HardwareAccelerator.GPU)
-        except RuntimeError as exc:
-            raise RuntimeUnavailableError(f"GPU delegate unavailable: LiteRT could not compile {model_path} for the GPU ({exc}).") from None
-        if not model.is_fully_accelerated():
-            raise RuntimeUnavailableError(f"GPU delegate would not run all of {model_path}: some ops are not supported on the GPU.")
-        return LiteRTGpuSession(model)
-
-    def load(self, model_path: Path, delegate: str = "xnnpack", threads: int | None = None) -> Any:
-        """Open `model_path`; `cpu` uses the reference kernels, `xnnpack` the default delegate."""
+    def load(self, model_path: Path, delegate: str = "xnnpack", threads: int | None = None) -> LiteRTSession:
+        """Open `model_path`: `xnnpack` (default delegate), `cpu` (reference kernels) or `gpu` (GPU accelerator only)."""
         availability = self.is_available(delegate)
         if not availability.ok:
             if delegate not in DELEGATES:
                 raise UnknownNameError(availability.reason)
             raise RuntimeUnavailableError(availability.reason)
-        if delegate == "gpu":
-            return self._load_gpu(model_path)
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-        resolver = (
-            OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if delegate == "cpu" else OpResolverType.AUTO
-        )
         if not Path(model_path).is_file():
             raise ArtifactError(f"TFLite model {model_path} does not exist; export one with `pipeline export MODEL --target tflite`.")
+        started = time.perf_counter()
         try:
-            interpreter = Interpreter(
-                model_path=str(model_path), num_threads=threads, experimental_op_resolver_type=resolver
-            )
-            interpreter.allocate_tensors()
+            program = load_program(Path(model_path), threads, delegate)
         except (ValueError, RuntimeError) as exc:
+            if delegate == "gpu":
+                raise RuntimeUnavailableError(f"GPU delegate unavailable: LiteRT could not run {model_path} on the GPU "
+                                              f"({exc}).") from None
             raise ArtifactError(
                 f"LiteRT could not load {model_path}: {exc}. The file is truncated, corrupt or not a "
                 "TFLite flatbuffer; re-export it."
             ) from None
-        return LiteRTSession(interpreter, delegate)
+        return LiteRTSession(program, load_ms=(time.perf_counter() - started) * 1000)
 
 
 def delegated_nodes(ops: list[dict[str, Any]]) -> set[int]:
@@ -195,7 +148,7 @@ def delegated_nodes(ops: list[dict[str, Any]]) -> set[int]:
 def tflite_delegation_report(model_path: Path) -> dict[str, Any]:
     """Which ops the XNNPACK delegate takes and which stay on the reference kernels."""
     session = LiteRTRuntime().load(model_path, "xnnpack")
-    ops = [op for op in session.interpreter._get_ops_details()]
+    ops = list(session.program.ops)
     session.close()
     covered = delegated_nodes(ops)
     nodes = [op for op in ops if op["op_name"] != "DELEGATE"]

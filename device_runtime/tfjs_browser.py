@@ -82,6 +82,11 @@ class TFJSBrowserSession:
     info: dict[str, Any] = field(default_factory=dict)
     last_report: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def delegate_used(self) -> str:
+        """The backend TF.js reports it ran on in the page."""
+        return self.delegate
+
     def _call(self, function: str, argument: dict[str, Any]) -> dict[str, Any]:
         reply = self.browser.call(f"args => window.edgeRunner.{function}(args)", argument)
         if "error" not in reply:

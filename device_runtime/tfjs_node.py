@@ -85,6 +85,11 @@ class TFJSNodeSession:
     delegate: str = ""
     last_report: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def delegate_used(self) -> str:
+        """The backend TF.js reports it ran on (set by each run)."""
+        return self.delegate
+
     def _check(self, x: np.ndarray) -> None:
         shape = self.input_shape
         if shape is None:

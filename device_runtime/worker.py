@@ -28,21 +28,6 @@ def _eval_samples(artifact_dir: Path, manifest: dict[str, Any]) -> tuple[Any, An
         return data["x"].astype(np.float32), (data["y"] if "y" in data.files else None)
 
 
-def delegate_in_use(runtime: str, delegate: str, model_file: Path, manifest: dict[str, Any]) -> str:
-    """The delegate that really runs the graph (never claims xnnpack when it took no op)."""
-    if runtime == "litert" and delegate == "xnnpack":
-        from device_runtime.litert import LiteRTRuntime
-
-        session = LiteRTRuntime().load(model_file, "xnnpack")
-        used = "xnnpack" if "DELEGATE" in session.op_names() else "cpu (xnnpack took no ops)"
-        session.close()
-        return used
-    if runtime == "executorch":
-        delegated = (manifest.get("delegation") or {}).get("delegated_subgraphs", 0)
-        return "xnnpack" if delegated else "portable"
-    return delegate
-
-
 READY_FD_ENV = "EDGE_BENCH_READY_FD"
 # Python packages a runner imports when it loads the model, imported before the emulation starts
 PRELOAD = {"executorch": ("torch",)}
@@ -63,7 +48,7 @@ def signal_ready() -> None:
 def handle(request: dict[str, Any]) -> dict[str, Any]:
     """Measure one artifact as the request describes; raises PipelineError for impossible requests."""
     from device_runtime import RUNTIMES
-    from device_runtime.device_scripts.edge_bench import Protocol, measure
+    from device_runtime.device_scripts.edge_bench import Protocol
     from pipeline.core.errors import ArtifactError, RuntimeUnavailableError
     from pipeline.core.manifest import read_manifest
 
@@ -78,21 +63,17 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
     signal_ready()
     model_file = artifact_dir / manifest["model_file"]
     inputs, labels = _eval_samples(artifact_dir, manifest)
-    protocol = Protocol(**request["protocol"])
-    threads = request.get("threads")
-    if request["runtime"] in ("tfjs-node", "tfjs-browser"):
-        session = runtime.load(model_file, request["delegate"], threads)
-        result = session.benchmark(inputs, labels, protocol)
-        used = session.delegate
-    else:
-        try:
-            result = measure(model_file, inputs, labels, threads, request["delegate"], protocol)
-        except (ValueError, RuntimeError) as exc:
-            raise ArtifactError(
-                f"{request['runtime']} could not load or run {model_file}: {exc}. The file is truncated, corrupt "
-                "or not what its manifest says; re-export it."
-            ) from None
-        used = delegate_in_use(request["runtime"], request["delegate"], model_file, manifest)
+    session = runtime.load(model_file, request["delegate"], request.get("threads"))
+    try:
+        result = session.benchmark(inputs, labels, Protocol(**request["protocol"]))
+        used = session.delegate_used
+    except (ValueError, RuntimeError) as exc:
+        raise ArtifactError(
+            f"{request['runtime']} could not run {model_file}: {exc}. The file is truncated, corrupt "
+            "or not what its manifest says; re-export it."
+        ) from None
+    finally:
+        session.close()
     return {**result, "delegate_used": used}
 
 

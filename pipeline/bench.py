@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from device_runtime.device_scripts.edge_bench import Protocol
-from device_runtime.harness import Measurement, resolve_request, run_benchmark
+from device_runtime.harness import resolve_request, run_benchmark
 from pipeline.core.errors import ConfigError, DataError
+from pipeline.core.records import Measurement
 from pipeline.core.table import format_table
 from pipeline.results import insert_measurement, open_store
 
@@ -62,18 +63,21 @@ def bench_artifacts(args: argparse.Namespace) -> int:
 
 def record_from_device(path: Path) -> dict[str, Any]:
     """A results-store record from an edge_bench.py JSON file; DataError names what is wrong."""
+    from device_runtime import default_runtime
+
     try:
         data = json.loads(path.read_text())
         result = data["result"]
         artifact = data["artifact"]
-        return {
-            "kind": "measured", "status": "ok", "artifact_dir": f"device:{path.name}",
-            "manifest_sha256": data["manifest_sha256"], "target": artifact["target"],
-            "runtime": {"tflite": "litert", "executorch": "executorch"}.get(artifact["target"], artifact["target"]),
-            "delegate_requested": data["delegate"], "delegate_used": data["delegate"], "threads": data["threads"],
-            "device_profile": data["device"], "result": result, "created_at": data.get("created_at"),
-            "context": {"host": data.get("host"), "source": "edge_bench.py", "manifest": artifact},
-        }
+        return Measurement(
+            kind="measured", status="ok", artifact_dir=f"device:{path.name}",
+            manifest_sha256=data["manifest_sha256"], target=artifact["target"],
+            runtime=default_runtime(artifact["target"]),
+            # scripts before delegate_used was recorded reported only the request
+            delegate_requested=data["delegate"], delegate_used=data.get("delegate_used", data["delegate"]),
+            threads=data["threads"], device_profile=data["device"], result=result, created_at=data.get("created_at"),
+            context={"host": data.get("host"), "source": "edge_bench.py", "manifest": artifact},
+        ).to_json()
     except FileNotFoundError:
         raise DataError(f"Result file {path} does not exist.") from None
     except (ValueError, KeyError, TypeError) as exc:

@@ -11,14 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import ConfigError
+from pipeline.core.records import NUMERIC_FIELDS
 
 SCHEMA_VERSION = 2
 DEFAULT_STORE = Path("workspace/results.sqlite")
 
-NUMERIC_FIELDS = (
-    "load_ms", "first_inference_ms", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean",
-    "latency_ms_std", "latency_cv", "runs", "duration_s", "peak_rss_bytes", "accuracy", "samples",
-)
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -121,9 +118,14 @@ def insert_measurement(connection: sqlite3.Connection, record: dict[str, Any]) -
     return int(cursor.lastrowid)
 
 
+EXPORT_COLUMNS = ("key", "created_at", "model", "framework", "variant", "target", "status", "artifact_dir",
+                  "manifest_sha256", "error", "seconds")
+
+
 def record_export(connection: sqlite3.Connection, row: dict[str, Any]) -> None:
     """Insert or replace the outcome of one export cell (keyed by its content hash)."""
     row = {"created_at": datetime.now(UTC).isoformat(timespec="seconds"), **row}
+    row = {column: row.get(column) for column in EXPORT_COLUMNS}
     columns = ", ".join(row)
     with connection:
         connection.execute(f"INSERT OR REPLACE INTO exports ({columns}) VALUES ({', '.join('?' for _ in row)})",

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import PipelineError
+from pipeline.core.records import ExportRow, Measurement
 from pipeline.sweep.plan import BenchCell, ExportCell
 from pipeline.sweep.recipe import MeasureSpec
+
+OnFailure = Callable[[tuple[Any, ...], str, str], Any]  # (args, error, executor name) -> the result it stands for
 
 
 def stage_configs(prune: str | None) -> list[Any]:
@@ -24,8 +28,7 @@ def run_export_cell(cell: ExportCell, model_ref: str, eval_data: str | None, cal
                     artifact_dir: str) -> dict[str, Any]:
     """Export one (model, variant, target); returns the `exports` row (failures included, never raised)."""
     started = time.perf_counter()
-    row: dict[str, Any] = {"model": cell.model.name, "framework": cell.model.framework or "user",
-                           "variant": cell.variant.name, "target": cell.target, "artifact_dir": artifact_dir}
+    status, error, manifest_sha256 = "failed", None, None
     try:
         from pipeline.core.datasets.npz import load_npz
         from pipeline.core.files import sha256_file
@@ -39,14 +42,21 @@ def run_export_cell(cell: ExportCell, model_ref: str, eval_data: str | None, cal
                                   calibration_data=load_npz(Path(calibration), layout) if calibration else None)
         result = export_bundle(bundle, cell.target, quantization_config(cell.variant.quantize), Path(artifact_dir),
                                stages=stage_configs(cell.variant.prune))
-        passed = result.validation_passed
-        row.update(status="ok" if passed is not False else "failed",
-                   error=None if passed is not False else "validation failed: " + "; ".join(result.manifest["validation"]["failures"]),
-                   manifest_sha256=sha256_file(Path(artifact_dir) / "manifest.json"))
+        if result.validation_passed is False:
+            error = "validation failed: " + "; ".join(result.manifest["validation"]["failures"])
+        else:
+            status = "ok"
+        manifest_sha256 = sha256_file(Path(artifact_dir) / "manifest.json")
     except PipelineError as exc:
-        row.update(status="failed", error=str(exc), manifest_sha256=None)
-    row["seconds"] = round(time.perf_counter() - started, 3)
-    return row
+        error = str(exc)
+    return _export_row(cell, artifact_dir, status, error, manifest_sha256, time.perf_counter() - started)
+
+
+def _export_row(cell: ExportCell, artifact_dir: str, status: str, error: str | None, manifest_sha256: str | None,
+                seconds: float) -> dict[str, Any]:
+    return ExportRow(model=cell.model.name, framework=cell.model.framework or "user", variant=cell.variant.name,
+                     target=cell.target, artifact_dir=artifact_dir, status=status, error=error,
+                     manifest_sha256=manifest_sha256, seconds=round(seconds, 3)).to_json()
 
 
 def run_bench_cell(cell: BenchCell, artifact_dir: str, measure: MeasureSpec, calibration: dict[str, Any] | None,
@@ -59,28 +69,33 @@ def run_bench_cell(cell: BenchCell, artifact_dir: str, measure: MeasureSpec, cal
     fraction = calibration["active_fraction"] if calibration else 1.0
     request = resolve_request(Path(artifact_dir), cell.runtime.runtime, cell.runtime.delegate, cell.device,
                               cell.runtime.threads, protocol, active_fraction=fraction, calibration=calibration)
-    request = type(request)(**{**request.__dict__, "timeout_s": measure.timeout_s})
-    return {**run_benchmark(request).to_json(), "cell_key": cell_key}
+    request = replace(request, timeout_s=measure.timeout_s)
+    return replace(run_benchmark(request), cell_key=cell_key).to_json()
 
 
-def failed_result(fn: Callable[..., Any], args: tuple[Any, ...], error: str, executor: str) -> dict[str, Any]:
-    """The result `fn(*args)` would have returned for a failure an executor caught (a crashed worker, a lost task)."""
-    name = getattr(fn, "__name__", "")
-    if name == "run_export_cell":
-        cell, artifact_dir = args[0], args[4]
-        return {"model": cell.model.name, "framework": cell.model.framework or "user", "variant": cell.variant.name,
-                "target": cell.target, "artifact_dir": artifact_dir, "status": "failed", "error": error,
-                "manifest_sha256": None, "seconds": 0.0}
-    if name == "run_bench_cell":
-        from device_runtime.profiles import PROFILES
-        from pipeline.core.files import sha256_file
+def failed_export_row(args: tuple[Any, ...], error: str, executor: str) -> dict[str, Any]:
+    """The row `run_export_cell(*args)` stands for when an executor lost the run (a crashed worker, a lost task)."""
+    cell, artifact_dir = args[0], args[4]
+    return _export_row(cell, artifact_dir, "failed", error, None, 0.0)
 
-        cell, artifact_dir, cell_key = args[0], args[1], args[4]
-        manifest = Path(artifact_dir) / "manifest.json"
-        emulated = cell.device in PROFILES and PROFILES.get(cell.device).emulated
-        return {"kind": "emulated" if emulated else "measured", "status": "failed", "artifact_dir": artifact_dir,
-                "manifest_sha256": sha256_file(manifest) if manifest.is_file() else "", "target": cell.export.target,
-                "runtime": cell.runtime.runtime, "delegate_requested": cell.runtime.delegate, "delegate_used": None,
-                "threads": cell.runtime.threads, "device_profile": cell.device, "result": {}, "error": error,
-                "context": {"executor": executor}, "cell_key": cell_key}
+
+def failed_measurement(args: tuple[Any, ...], error: str, executor: str) -> dict[str, Any]:
+    """The record `run_bench_cell(*args)` stands for when an executor lost the run."""
+    from device_runtime.profiles import PROFILES
+    from pipeline.core.files import sha256_file
+
+    cell, artifact_dir, cell_key = args[0], args[1], args[4]
+    manifest = Path(artifact_dir) / "manifest.json"
+    emulated = cell.device in PROFILES and PROFILES.get(cell.device).emulated
+    return Measurement(
+        kind="emulated" if emulated else "measured", status="failed", artifact_dir=artifact_dir,
+        manifest_sha256=sha256_file(manifest) if manifest.is_file() else "", target=cell.export.target,
+        runtime=cell.runtime.runtime, delegate_requested=cell.runtime.delegate, delegate_used=None,
+        threads=cell.runtime.threads, device_profile=cell.device, error=error, context={"executor": executor},
+        cell_key=cell_key,
+    ).to_json()
+
+
+def failed_call(args: tuple[Any, ...], error: str, executor: str) -> dict[str, Any]:
+    """What any other call stands for when its run was lost."""
     return {"status": "failed", "error": error}

@@ -8,14 +8,19 @@ from typing import Any, Protocol
 
 from pipeline.core.errors import UnknownNameError
 from pipeline.core.registry import unknown_name_message
+from pipeline.sweep.cells import OnFailure, failed_call
 
 
 class Executor(Protocol):
-    """Runs `fn(*args)` for each args tuple; yields (index, result) as each finishes."""
+    """Runs `fn(*args)` for each args tuple; yields (index, result) as each finishes.
+
+    A call the executor loses (a crashed worker, a lost task) yields `on_failure(args, error, executor)`.
+    """
 
     name: str
 
-    def map(self, fn: Callable[..., Any], calls: list[tuple[Any, ...]], exclusive_cpu: bool = False) -> Iterator[tuple[int, Any]]: ...
+    def map(self, fn: Callable[..., Any], calls: list[tuple[Any, ...]], exclusive_cpu: bool = False,
+            on_failure: OnFailure | None = None) -> Iterator[tuple[int, Any]]: ...
 
     def close(self) -> None: ...
 
@@ -55,7 +60,8 @@ class LocalExecutor:
         self.workers = workers or len(os.sched_getaffinity(0))
         self._pool: Any = None
 
-    def map(self, fn: Callable[..., Any], calls: list[tuple[Any, ...]], exclusive_cpu: bool = False) -> Iterator[tuple[int, Any]]:
+    def map(self, fn: Callable[..., Any], calls: list[tuple[Any, ...]], exclusive_cpu: bool = False,
+            on_failure: OnFailure | None = None) -> Iterator[tuple[int, Any]]:
         if exclusive_cpu or self.workers <= 1 or len(calls) <= 1:
             for index, args in enumerate(calls):
                 yield index, fn(*args)
@@ -63,8 +69,7 @@ class LocalExecutor:
         from concurrent.futures import as_completed
         from concurrent.futures.process import BrokenProcessPool
 
-        from pipeline.sweep.cells import failed_result
-
+        on_failure = on_failure or failed_call
         pool = self._ensure_pool()
         futures = {pool.submit(fn, *args): index for index, args in enumerate(calls)}
         try:
@@ -74,7 +79,7 @@ class LocalExecutor:
                     result = future.result()
                 except BrokenProcessPool as exc:  # a worker died (crash, out of memory): that cell failed
                     self._pool = None
-                    result = failed_result(fn, calls[index], f"export worker died: {exc}", self.name)
+                    result = on_failure(calls[index], f"export worker died: {exc}", self.name)
                 yield index, result
         finally:
             for future in futures:  # stopped early (Ctrl-C, an error): start nothing new

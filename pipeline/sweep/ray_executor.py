@@ -26,21 +26,21 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import ConfigError
-from pipeline.sweep.cells import failed_result
+from pipeline.sweep.cells import OnFailure, failed_call
 
 BENCH_RESOURCE = "edge_bench_slot"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OBJECT_STORE_BYTES = 128 * 2**20  # results are small dicts; keep Ray's shared memory small on a shared machine
 
 
-def _run_cell(fn: Callable[..., Any], args: tuple[Any, ...], cwd: str) -> Any:
+def _run_cell(fn: Callable[..., Any], args: tuple[Any, ...], cwd: str, on_failure: OnFailure) -> Any:
     """Task body: run in the driver's working directory when this node has it; exceptions become failed results."""
     if os.path.isdir(cwd):
         os.chdir(cwd)  # relative workspace paths resolve as on the driver
     try:
         return fn(*args)
     except Exception as exc:
-        return failed_result(fn, args, f"{type(exc).__name__}: {exc}", "ray")
+        return on_failure(args, f"{type(exc).__name__}: {exc}", "ray")
 
 
 class RayExecutor:
@@ -69,13 +69,15 @@ class RayExecutor:
         self.num_cpus = int(ray.cluster_resources().get("CPU", 0))
         self._task = ray.remote(_run_cell)
 
-    def map(self, fn: Callable[..., Any], calls: list[tuple[Any, ...]], exclusive_cpu: bool = False) -> Iterator[tuple[int, Any]]:
+    def map(self, fn: Callable[..., Any], calls: list[tuple[Any, ...]], exclusive_cpu: bool = False,
+            on_failure: OnFailure | None = None) -> Iterator[tuple[int, Any]]:
         """Submit every call at once; benchmarks (`exclusive_cpu`) run one per node, never retried."""
         ray = self._ray
         resources = {BENCH_RESOURCE: 1.0} if exclusive_cpu else {}
         task = self._task.options(num_cpus=1, resources=resources, max_retries=0 if exclusive_cpu else 1)
         cwd = os.getcwd()
-        pending = {task.remote(fn, args, cwd): index for index, args in enumerate(calls)}
+        on_failure = on_failure or failed_call
+        pending = {task.remote(fn, args, cwd, on_failure): index for index, args in enumerate(calls)}
         try:
             while pending:
                 (ref,), _ = ray.wait(list(pending), num_returns=1)
@@ -83,7 +85,7 @@ class RayExecutor:
                 try:
                     result = ray.get(ref)
                 except ray.exceptions.RayError as exc:  # worker crashed, killed for memory, node lost, ...
-                    result = failed_result(fn, calls[index], f"ray task failed: {type(exc).__name__}: {exc}"[:2000], "ray")
+                    result = on_failure(calls[index], f"ray task failed: {type(exc).__name__}: {exc}"[:2000], "ray")
                 yield index, result
         finally:
             for ref in pending:  # the driver stopped early (Ctrl-C, an error): do not leave work running

@@ -113,7 +113,7 @@ def run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
     from device_runtime.profiles import PROFILES
     from pipeline.calibration import calibration_for
     from pipeline.results import cached_cell, insert_measurement, open_store, record_export
-    from pipeline.sweep.cells import run_bench_cell, run_export_cell
+    from pipeline.sweep.cells import failed_export_row, failed_measurement, run_bench_cell, run_export_cell
 
     started = time.perf_counter()
     summary = SweepSummary()
@@ -142,7 +142,7 @@ def run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
                 todo.append((cell, key, folder))
         calls = [(cell, hashes[cell.model][0], cell.model.eval_data, cell.model.calibration, str(folder))
                  for cell, _, folder in todo]
-        for index, row in executor.map(run_export_cell, calls):
+        for index, row in executor.map(run_export_cell, calls, on_failure=failed_export_row):
             cell, key, folder = todo[index]
             record_export(store, {"key": key, **row})
             if row["status"] == "ok":
@@ -169,7 +169,7 @@ def run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
             else:
                 bench_todo.append((cell, folder, key))
         calls = [(cell, folder, recipe.measure, calibrations[cell.device], key) for cell, folder, key in bench_todo]
-        for index, record in executor.map(run_bench_cell, calls, exclusive_cpu=True):
+        for index, record in executor.map(run_bench_cell, calls, exclusive_cpu=True, on_failure=failed_measurement):
             cell = bench_todo[index][0]
             insert_measurement(store, record)
             status = record["status"]

@@ -61,14 +61,14 @@ def test_benchmarks_never_run_together_but_exports_do(ray_executor: RayExecutor,
 
 def test_task_errors_become_failed_results(ray_executor: RayExecutor, tmp_path: Path) -> None:
     from pipeline.results import insert_measurement, open_store
-    from pipeline.sweep.cells import run_bench_cell
+    from pipeline.sweep.cells import failed_measurement, run_bench_cell
     from pipeline.sweep.plan import build_plan
     from pipeline.sweep.recipe import parse_recipe
 
     recipe = parse_recipe(RECIPE)
     cell = build_plan(recipe).benches[0]
     calls = [(cell, str(tmp_path / "missing"), recipe.measure, None, "key0")]
-    [(index, record)] = list(ray_executor.map(run_bench_cell, calls, exclusive_cpu=True))
+    [(index, record)] = list(ray_executor.map(run_bench_cell, calls, exclusive_cpu=True, on_failure=failed_measurement))
     assert index == 0 and record["status"] == "failed" and record["error"] and record["cell_key"] == "key0"
     with open_store(tmp_path / "store.sqlite") as store:  # the driver can record it like any measurement
         insert_measurement(store, record)
