@@ -27,7 +27,7 @@ def main() -> None:
     import contextlib
     import sys
 
-    from exporters import EXPORTERS
+    from exporters import modes_for
     from pipeline.core.table import format_table
     from pipeline.demo import ensure_trained
     from pipeline.export import export_bundle
@@ -39,7 +39,7 @@ def main() -> None:
         for framework in ("keras", "torch"):
             bundle = load_model(str(ensure_trained("digits-cnn", framework, Path(args.workspace) / "models", False)))
             export_bundle(bundle, "tflite", quantization_config("none"), Path(scratch) / "warmup")
-            for mode in EXPORTERS.get("tflite").quantization_modes:
+            for mode in modes_for(framework, "tflite"):
                 convert, total = [], []
                 for repeat in range(args.repeats):
                     started = time.perf_counter()

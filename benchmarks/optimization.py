@@ -93,7 +93,7 @@ def _measure(bundle: Any, source_out: Any, manifest: dict[str, Any], out_dir: Pa
 def run(models: list[str], frameworks: list[str], targets: list[str], qat_epochs: int, models_dir: Path,
         scratch: Path) -> tuple[list[Row], list[str]]:
     """Export every expressible (model, framework, target, technique); returns rows and what was not exported."""
-    from exporters import EXPORTERS
+    from exporters import EXPORTERS, target_modes
     from pipeline.core.errors import PipelineError, UnsupportedRouteError
     from pipeline.demo import ensure_trained
     from pipeline.export import export_bundle
@@ -110,7 +110,8 @@ def run(models: list[str], frameworks: list[str], targets: list[str], qat_epochs
             for target in targets:
                 exporter = EXPORTERS.get(target)
                 for technique in TECHNIQUES:
-                    if framework not in exporter.routes or technique.mode not in exporter.quantization_modes:
+                    # a mode another framework's route to this target expresses is tried, and reported as refused
+                    if framework not in exporter.routes or technique.mode not in target_modes(target):
                         continue
                     options = {"fine_tune_epochs": qat_epochs} if technique.mode == "qat-int8" else {}
                     stages = [parse_prune(technique.prune)] if technique.prune else []

@@ -6,11 +6,10 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from pipeline.report import TARGET_COLOURS
+from pipeline.report import runtime_colours, target_colours
 
-TARGETS = alt.Scale(domain=list(TARGET_COLOURS), range=list(TARGET_COLOURS.values()))
-RUNTIMES = alt.Scale(domain=["litert", "executorch", "tfjs-node", "tfjs-browser"],
-                     range=["#1f77b4", "#d62728", "#2ca02c", "#9467bd"])
+TARGETS = alt.Scale(domain=list(target_colours()), range=list(target_colours().values()))
+RUNTIMES = alt.Scale(domain=list(runtime_colours()), range=list(runtime_colours().values()))
 LOG = alt.Scale(type="log")
 
 

@@ -9,21 +9,20 @@ from pipeline.core.errors import ConfigError
 from pipeline.core.registry import Registry
 
 RUNTIMES: Registry[Runtime] = Registry("runtime")
-_IN_ORDER = (LiteRTRuntime(), ExecuTorchRuntime(), TFJSNodeRuntime(), TFJSBrowserRuntime())  # a target's first is its default
-for _runtime in _IN_ORDER:
-    RUNTIMES.register(_runtime.name, _runtime)
+for _runtime in (LiteRTRuntime(), ExecuTorchRuntime(), TFJSNodeRuntime(), TFJSBrowserRuntime()):
+    RUNTIMES.register(_runtime.name, _runtime)  # a target's first registered runtime is its default
 
 
 def runtimes_for(target: str) -> tuple[str, ...]:
     """The runtimes that run `target`'s artifacts, the default first."""
-    return tuple(runtime.name for runtime in _IN_ORDER if runtime.target == target)
+    return tuple(name for name in RUNTIMES.in_order() if RUNTIMES.get(name).target == target)
 
 
 def default_runtime(target: str) -> str:
     """The runtime an artifact of `target` is run on unless another is asked for."""
     names = runtimes_for(target)
     if not names:
-        targets = sorted({runtime.target for runtime in _IN_ORDER})
+        targets = sorted({runtime.target for _, runtime in RUNTIMES.items()})
         raise ConfigError(f"No runtime runs '{target}' artifacts. Targets with a runtime: {', '.join(targets)}.")
     return names[0]
 

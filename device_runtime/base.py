@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from pipeline.core.records import DelegationReport
+
 
 @dataclass(frozen=True)
 class Availability:
@@ -49,7 +51,7 @@ class Runtime(Protocol):
 
     def is_available(self, delegate: str) -> Availability: ...
 
-    def delegation_report(self, model_path: Path) -> dict[str, Any] | None:
+    def delegation_report(self, model_path: Path) -> DelegationReport | None:
         """Which ops the default delegate takes, or None where only the converter knows (its report is used)."""
         ...
 

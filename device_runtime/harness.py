@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from device_runtime.throttle import WorkerMonitor
 from device_runtime.worker import READY_FD_ENV
 from pipeline.core.errors import ConfigError, DataError, UnknownNameError
 from pipeline.core.files import sha256_file
+from pipeline.core.locks import exclusive_lock
 from pipeline.core.manifest import MANIFEST_FILE, read_manifest
 from pipeline.core.records import Measurement
 from pipeline.core.registry import unknown_name_message
@@ -76,6 +79,9 @@ def _parse_reply(stdout: str) -> dict[str, Any] | None:
 
 
 THROTTLE_PERIODS_PER_SAMPLE = 10
+# Two measurements never share this machine's CPUs, whether they come from one sweep, two sweeps, the app
+# or `pipeline bench` in another terminal (a Ray node has its own temp directory, so its own slot).
+BENCH_SLOT = Path(tempfile.gettempdir()) / "edge-model-pipeline-bench-slot.lock"
 
 
 def throttled_protocol(request: BenchRequest) -> Protocol:
@@ -137,9 +143,12 @@ def run_benchmark(request: BenchRequest) -> Measurement:
         reply: dict[str, Any] = {"status": "unavailable", "error": (
             f"profile {request.profile.name} has no {request.delegate} delegate "
             f"(it has {', '.join(request.profile.delegates)})")}
-        peak_seen = 0
+        peak_seen, slot_wait = 0, 0.0
     else:
-        reply, peak_seen = _spawn(request)
+        slot_wait = time.perf_counter()
+        with exclusive_lock(BENCH_SLOT):  # one measurement per machine at a time, whichever process asks
+            slot_wait = time.perf_counter() - slot_wait
+            reply, peak_seen = _spawn(request)
     status = reply.pop("status")
     error = reply.pop("error", None)
     used = reply.pop("delegate_used", None)
@@ -154,6 +163,7 @@ def run_benchmark(request: BenchRequest) -> Measurement:
         "versions": toolchain_versions(*RUNTIMES.get(request.runtime).packages),
         "manifest": {k: manifest.get(k) for k in ("source", "stages", "route", "size_bytes", "size_bytes_gzip")},
         "monitor_peak_rss_bytes": peak_seen,
+        "bench_slot_wait_s": round(slot_wait, 3),
     }
     return Measurement(
         kind="emulated" if request.profile.emulated else "measured",

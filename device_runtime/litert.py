@@ -12,6 +12,7 @@ import numpy as np
 from device_runtime.base import Availability
 from device_runtime.device_scripts.edge_bench import Protocol, load_program, measure, run_batch
 from pipeline.core.errors import ArtifactError, RuntimeUnavailableError, UnknownNameError
+from pipeline.core.records import DelegationReport
 from pipeline.core.registry import unknown_name_message
 
 DELEGATES = ("xnnpack", "cpu", "gpu")
@@ -96,7 +97,7 @@ class LiteRTRuntime:
             return Availability(False, f"ai-edge-litert is not installed ({exc}); run `make setup`.")
         return gpu_availability() if delegate == "gpu" else Availability(True)
 
-    def delegation_report(self, model_path: Path) -> dict[str, Any]:
+    def delegation_report(self, model_path: Path) -> DelegationReport:
         """Which ops XNNPACK takes and which stay on the reference kernels."""
         return tflite_delegation_report(Path(model_path))
 
@@ -145,7 +146,7 @@ def delegated_nodes(ops: list[dict[str, Any]]) -> set[int]:
     return covered
 
 
-def tflite_delegation_report(model_path: Path) -> dict[str, Any]:
+def tflite_delegation_report(model_path: Path) -> DelegationReport:
     """Which ops the XNNPACK delegate takes and which stay on the reference kernels."""
     session = LiteRTRuntime().load(model_path, "xnnpack")
     ops = list(session.program.ops)
@@ -153,10 +154,4 @@ def tflite_delegation_report(model_path: Path) -> dict[str, Any]:
     covered = delegated_nodes(ops)
     nodes = [op for op in ops if op["op_name"] != "DELEGATE"]
     left = sorted({op["op_name"] for op in nodes if op["index"] not in covered})
-    return {
-        "delegate": "xnnpack",
-        "ops_total": len(nodes),
-        "ops_delegated": len(covered),
-        "delegated_share": round(len(covered) / len(nodes), 4) if nodes else 0.0,
-        "ops_not_delegated": left,
-    }
+    return DelegationReport("xnnpack", ops_total=len(nodes), ops_delegated=len(covered), ops_not_delegated=tuple(left))

@@ -29,6 +29,7 @@ from device_runtime.chromium import (
 )
 from device_runtime.tfjs_node import MODEL_JSON, RUNNER_DIR, _input_shape, graph_op_report, graph_ops, read_model_json
 from pipeline.core.errors import ArtifactError, DataError, RuntimeUnavailableError, UnknownNameError
+from pipeline.core.records import DelegationReport
 from pipeline.core.registry import unknown_name_message
 
 DELEGATES = ("cpu", "wasm", "webgl", "webgpu")
@@ -189,7 +190,7 @@ class TFJSBrowserRuntime:
             )
         return Availability(True)
 
-    def delegation_report(self, model_path: Path) -> dict[str, Any]:
+    def delegation_report(self, model_path: Path) -> DelegationReport:
         """The graph's ops (the same graph as in Node.js)."""
         return graph_op_report(Path(model_path))
 

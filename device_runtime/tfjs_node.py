@@ -18,6 +18,7 @@ import numpy as np
 
 from device_runtime.base import Availability
 from pipeline.core.errors import ArtifactError, DataError, RuntimeUnavailableError, UnknownNameError
+from pipeline.core.records import DelegationReport
 from pipeline.core.registry import unknown_name_message
 
 DELEGATES = ("cpu", "wasm")
@@ -65,11 +66,10 @@ def graph_ops(model: dict[str, Any]) -> list[str]:
     return sorted({node["op"] for node in nodes})
 
 
-def graph_op_report(model_json: Path) -> dict[str, Any]:
+def graph_op_report(model_json: Path) -> DelegationReport:
     """The compute ops of a graph model; all of them run on whichever backend runs the model."""
-    ops = [op for op in graph_ops(read_model_json(model_json)) if op not in ("Const", "Placeholder", "Identity")]
-    return {"delegate": "tfjs", "ops_total": len(ops), "ops_delegated": len(ops), "delegated_share": 1.0,
-            "ops_not_delegated": [], "graph_ops": ops}
+    ops = tuple(op for op in graph_ops(read_model_json(model_json)) if op not in ("Const", "Placeholder", "Identity"))
+    return DelegationReport("tfjs", ops_total=len(ops), ops_delegated=len(ops), graph_ops=ops)
 
 
 @dataclass
@@ -201,7 +201,7 @@ class TFJSNodeRuntime:
             )
         return Availability(True)
 
-    def delegation_report(self, model_path: Path) -> dict[str, Any]:
+    def delegation_report(self, model_path: Path) -> DelegationReport:
         """The graph's ops (TF.js has no partial delegation: a backend runs all of them or fails)."""
         return graph_op_report(Path(model_path))
 

@@ -1,14 +1,20 @@
-"""Exporters, one per target format, registered by target name."""
+"""Exporters, one per target format, registered by target name.
 
-from exporters.base import AppliedStage, Exporter, ExportOutput, modes_for
+Importing this package imports every route module, so each (mode, route) handler is registered; the
+registry queries are re-exported here for callers that need both (`pipeline routes`, the sweep, the demo).
+"""
+
+from exporters.base import AppliedStage, Exporter, ExportOutput
 from exporters.executorch import ExecuTorchExporter
 from exporters.tfjs import TFJSExporter
 from exporters.tflite import TFLiteExporter
 from pipeline.core.registry import Registry
+from quantize.route_handlers import handler_for, modes_for, routes_for, target_modes
 
 EXPORTERS: Registry[Exporter] = Registry("target")
 EXPORTERS.register("tflite", TFLiteExporter())
 EXPORTERS.register("executorch", ExecuTorchExporter())
 EXPORTERS.register("tfjs", TFJSExporter())
 
-__all__ = ["EXPORTERS", "AppliedStage", "ExecuTorchExporter", "ExportOutput", "Exporter", "TFJSExporter", "TFLiteExporter", "modes_for"]
+__all__ = ["EXPORTERS", "AppliedStage", "ExecuTorchExporter", "ExportOutput", "Exporter", "TFJSExporter", "TFLiteExporter",
+           "handler_for", "modes_for", "routes_for", "target_modes"]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pipeline.core.bundle import ModelBundle
+from pipeline.core.records import DelegationReport
 from quantize import QuantizationConfig
 
 
@@ -34,26 +35,22 @@ class ExportOutput:
     validation_delegate: str
     stages: tuple[AppliedStage, ...] = ()
     toolchain_packages: tuple[str, ...] = ()
-    delegation: dict[str, Any] = field(default_factory=dict)  # when the converter knows it; else the runtime reports
+    delegation: DelegationReport | None = None  # when the converter knows it; else the runtime reports
     notes: dict[str, Any] = field(default_factory=dict)
 
 
 class Exporter(Protocol):
-    """One target format. `routes` maps each source framework to its converter chain."""
+    """One target format. `routes` maps each source framework to its converter chain.
+
+    Which quantization modes each route expresses is not an attribute: the route modules register one
+    handler per (mode, route) in `quantize.route_handlers`, and `export` looks its handler up there.
+    """
 
     target: str
     runtime: str
     routes: dict[str, str]
-    quantization_modes: tuple[str, ...]
-    refused_modes: dict[str, tuple[str, ...]]  # framework -> modes its route cannot express
     config_cls: type[Any]
 
     def export(
         self, bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig, config: Any
     ) -> ExportOutput: ...
-
-
-def modes_for(exporter: Exporter, framework: str) -> tuple[str, ...]:
-    """The quantization modes `exporter`'s route from `framework` can express."""
-    refused = exporter.refused_modes.get(framework, ())
-    return tuple(mode for mode in exporter.quantization_modes if mode not in refused)

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exporters.base import ExportOutput
-from exporters.routes import onnx_bridge, torch_to_executorch
+from exporters.routes import tf_to_executorch, torch_to_executorch
 from pipeline.core.bundle import ModelBundle
 from pipeline.core.errors import ConfigError
-from quantize import QuantizationConfig
+from quantize import QuantizationConfig, handler_for
 
 MODEL_FILE = "model.pte"
 DELEGATES = ("xnnpack", "none")
@@ -34,16 +34,13 @@ class ExecuTorchExporter:
     config_cls = ExecuTorchConfig
     routes = {
         "torch": torch_to_executorch.ROUTE,
-        "keras": onnx_bridge.KERAS_TO_EXECUTORCH_ROUTE,
-        "tensorflow": onnx_bridge.SAVED_MODEL_TO_EXECUTORCH_ROUTE,
+        "keras": tf_to_executorch.KERAS_TO_EXECUTORCH_ROUTE,
+        "tensorflow": tf_to_executorch.SAVED_MODEL_TO_EXECUTORCH_ROUTE,
     }
-    quantization_modes = (*torch_to_executorch.SUPPORTED_MODES, *torch_to_executorch.TORCH_ONLY_MODES)
-    refused_modes = {"keras": torch_to_executorch.TORCH_ONLY_MODES, "tensorflow": torch_to_executorch.TORCH_ONLY_MODES}
 
     def export(self, bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig, config: ExecuTorchConfig) -> ExportOutput:
-        convert = (torch_to_executorch.convert_torch_to_executorch if bundle.framework == "torch"
-                   else onnx_bridge.convert_keras_to_executorch)
-        stages, report = convert(bundle, out_dir / MODEL_FILE, quantization, config.delegate)
+        handler = handler_for(quantization.mode, bundle.framework, self.target)
+        stages, report = handler(bundle, out_dir / MODEL_FILE, quantization, config.delegate)
         bridge = () if bundle.framework == "torch" else ("tensorflow", "tf2onnx", "onnx", "onnx2fx")
         return ExportOutput(
             model_file=MODEL_FILE,

@@ -6,12 +6,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exporters.base import ExportOutput
-from exporters.routes import onnx_bridge, tf_to_tfjs
+from exporters.routes import tf_to_tfjs, torch_to_tfjs
 from pipeline.core.bundle import ModelBundle
 from pipeline.core.errors import ConfigError
-from quantize import QuantizationConfig
+from quantize import QuantizationConfig, explain_refusal, handler_for, technique_modes
 
 MIB = 1024 * 1024
+PACKAGES = {  # the PyTorch route goes through ONNX; its input keeps the source's NCHW layout
+    "keras": ("tensorflow", "keras", "tensorflowjs"),
+    "tensorflow": ("tensorflow", "keras", "tensorflowjs"),
+    "torch": ("torch", "onnx", "onnxscript", "onnx2tf", "tensorflow", "tensorflowjs"),
+}
 
 
 @dataclass(frozen=True)
@@ -34,18 +39,12 @@ class TFJSExporter:
     routes = {
         "keras": tf_to_tfjs.KERAS_ROUTE,
         "tensorflow": tf_to_tfjs.SAVED_MODEL_ROUTE,
-        "torch": onnx_bridge.TORCH_TO_TFJS_NCHW_ROUTE,
+        "torch": torch_to_tfjs.TORCH_TO_TFJS_NCHW_ROUTE,
     }
-    quantization_modes = tuple(tf_to_tfjs.QUANTIZATION_DTYPE_MAPS)
-    refused_modes: dict[str, tuple[str, ...]] = {}
 
     def export(self, bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig, config: TFJSConfig) -> ExportOutput:
-        if bundle.framework == "torch":  # through ONNX; the input keeps the source's NCHW layout
-            stages = onnx_bridge.convert_torch_to_tfjs(bundle, out_dir, quantization, config.shard_size_bytes, "NCHW")
-            packages = ("torch", "onnx", "onnxscript", "onnx2tf", "tensorflow", "tensorflowjs")
-        else:
-            stages = tf_to_tfjs.convert_tf_to_tfjs(bundle, out_dir, quantization, config.shard_size_bytes)
-            packages = ("tensorflow", "keras", "tensorflowjs")
+        handler = handler_for(quantization.mode, bundle.framework, self.target)
+        stages = handler(bundle, out_dir, quantization, config.shard_size_bytes)
         files = tuple(sorted(p.name for p in out_dir.iterdir() if p.is_file()))
         return ExportOutput(
             model_file=tf_to_tfjs.MODEL_JSON,
@@ -53,5 +52,12 @@ class TFJSExporter:
             route=self.routes[bundle.framework],
             validation_delegate="wasm",
             stages=stages,
-            toolchain_packages=packages,
+            toolchain_packages=PACKAGES[bundle.framework],
         )
+
+
+for _framework in TFJSExporter.routes:
+    for _mode in technique_modes():
+        if _mode not in tf_to_tfjs.QUANTIZATION_DTYPE_MAPS:
+            explain_refusal(_mode, _framework, TFJSExporter.target, "TF.js quantizes weights only (fp16, or affine "
+                            "uint8/uint16 dequantized at load) and computes in float32; export to tflite for integer compute")

@@ -8,9 +8,14 @@ from pathlib import Path
 from exporters.base import ExportOutput
 from exporters.routes import tf_to_tflite, torch_to_tflite
 from pipeline.core.bundle import ModelBundle
-from quantize import QuantizationConfig
+from quantize import QuantizationConfig, explain_refusal, handler_for
 
 MODEL_FILE = "model.tflite"
+PACKAGES = {
+    "keras": ("tensorflow", "keras"),
+    "tensorflow": ("tensorflow", "keras"),
+    "torch": ("torch", "litert-torch", "ai-edge-quantizer", "torchao"),
+}
 
 
 @dataclass(frozen=True)
@@ -29,22 +34,21 @@ class TFLiteExporter:
         "tensorflow": tf_to_tflite.SAVED_MODEL_ROUTE,
         "torch": torch_to_tflite.ROUTE,
     }
-    quantization_modes = ("none", "fp16", "dynamic-int8", "weight-int8", "int8", "qat-int8")
-    refused_modes = {"tensorflow": ("qat-int8",)}  # QAT fine-tunes a Keras or PyTorch model, not a SavedModel
 
     def export(self, bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig, config: TFLiteConfig) -> ExportOutput:
-        model_file = out_dir / MODEL_FILE
-        if bundle.framework == "torch":
-            stages = torch_to_tflite.convert_torch_to_tflite(bundle, model_file, quantization)
-            packages = ("torch", "litert-torch", "ai-edge-quantizer", "torchao")
-        else:
-            stages = tf_to_tflite.convert_tf_to_tflite(bundle, model_file, quantization)
-            packages = ("tensorflow", "keras")
+        handler = handler_for(quantization.mode, bundle.framework, self.target)
+        stages = handler(bundle, out_dir / MODEL_FILE, quantization)
         return ExportOutput(
             model_file=MODEL_FILE,
             files=(MODEL_FILE,),
             route=self.routes[bundle.framework],
             validation_delegate="xnnpack",
             stages=stages,
-            toolchain_packages=(*packages, "ai-edge-litert"),
+            toolchain_packages=(*PACKAGES[bundle.framework], "ai-edge-litert"),
         )
+
+
+for _framework in TFLiteExporter.routes:
+    for _mode in ("uint8", "uint16"):
+        explain_refusal(_mode, _framework, TFLiteExporter.target, "uint8/uint16 are TF.js weight formats; TFLite's "
+                        "8-bit weights are weight-int8 (float compute) or dynamic-int8")

@@ -134,11 +134,12 @@ def _print_export_summary(out_dir: Path, manifest: dict[str, Any]) -> None:
 
 
 def cmd_routes(args: argparse.Namespace) -> int:
-    from exporters import EXPORTERS
+    from exporters import EXPORTERS, modes_for
     from pipeline.core.table import format_table
 
-    rows = [(fw, target, chain) for target, exporter in EXPORTERS.items() for fw, chain in exporter.routes.items()]
-    print(format_table(["source", "target", "converter chain"], rows))
+    rows = [(fw, target, ", ".join(modes_for(fw, target)), chain)
+            for target, exporter in EXPORTERS.items() for fw, chain in exporter.routes.items()]
+    print(format_table(["source", "target", "--quantize", "converter chain"], rows))
     return 0
 
 
@@ -198,12 +199,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     executor = make_executor(args.executor, args.address)
     try:
         with contextlib.redirect_stdout(sys.stderr):
-            summary = run_sweep(recipe, workspace, store, executor, out=lambda line: print(line, file=sys.__stdout__, flush=True))
+            summary = run_sweep(recipe, workspace, store, executor, wait=not args.no_wait,
+                                out=lambda line: print(line, file=sys.__stdout__, flush=True))
     finally:
         executor.close()
     print(f"sweep {recipe.name} finished in {summary.seconds:.0f} s: exports {summary.exports}, benchmarks {summary.benches}")
     for label, error in summary.failures:
         print(f"  FAILED {label}: {error}")
+    if summary.elsewhere:
+        print(f"  left to another writer (in progress elsewhere, --no-wait): {len(summary.elsewhere)} cells")
     if args.report:
         from pipeline.report import write_report
 
@@ -234,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("zoo", help="list the reference models").set_defaults(handler=cmd_zoo)
-    sub.add_parser("routes", help="show which source frameworks reach which targets").set_defaults(handler=cmd_routes)
+    sub.add_parser("routes", help="show which source frameworks reach which targets, with the --quantize modes of each").set_defaults(handler=cmd_routes)
 
     train = sub.add_parser("train", help="train a reference model on its bundled dataset")
     train.add_argument("name", help="zoo model name (see `pipeline zoo`)")
@@ -289,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="run a recipe grid (cached, resumable) into the results store")
     sweep.add_argument("recipe", nargs="?", help="recipe YAML (default: the bundled default recipe)")
     sweep.add_argument("--dry-run", action="store_true", help="print the plan and what is cached; do nothing")
+    sweep.add_argument("--no-wait", action="store_true",
+                       help="leave cells another sweep on this workspace is working on to it, instead of waiting")
     sweep.add_argument("--executor", default="local", help="local (default) or ray")
     sweep.add_argument("--address", help="Ray cluster address for --executor ray (default: start a local instance)")
     sweep.add_argument("--workspace", default="workspace", help="models, artifacts and calibrations (default: workspace)")

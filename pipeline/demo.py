@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.core.locks import exclusive_lock
 from pipeline.core.table import format_table
 from pipeline.export import ExportResult, export_bundle
 from pipeline.intake import load_model
@@ -33,10 +34,19 @@ def ensure_trained(name: str, framework: str, models_dir: Path, retrain: bool,
                    out: Callable[[str], None] = lambda line: None) -> Path:
     """The zoo model's path, training it first (and saying so on `out`) unless a trained copy with a card exists."""
     path = default_model_path(name, framework, models_dir)
-    if retrain or not (path.is_file() and card_path(path).is_file()):
-        out(f"train  {name}/{framework}: not in {models_dir}, training it (first run only)")
-        trained = train_zoo_model(name, framework, path)
-        out(f"train  {name}/{framework}: test accuracy {trained.test_accuracy:.2%} in {trained.train_seconds:.0f}s")
+
+    def missing() -> bool:
+        return not (path.is_file() and card_path(path).is_file())
+
+    if not (retrain or missing()):
+        return path
+    waiting = lambda owner: out(f"train  {name}/{framework}: {owner.describe()} is training it; waiting")  # noqa: E731
+    # not lock_path(path): the training writes the model through staged_file, which takes that one
+    with exclusive_lock(path.parent / f".{path.name}.train.lock", on_wait=waiting) as waited:
+        if (retrain and not waited) or missing():  # a concurrent sweep may have trained it meanwhile
+            out(f"train  {name}/{framework}: not in {models_dir}, training it (first run only)")
+            trained = train_zoo_model(name, framework, path)
+            out(f"train  {name}/{framework}: test accuracy {trained.test_accuracy:.2%} in {trained.train_seconds:.0f}s")
     return path
 
 
@@ -72,7 +82,7 @@ def run_demo(workspace: Path, retrain: bool = False, models: list[str] | None = 
             for target, exporter in EXPORTERS.items():
                 if framework not in exporter.routes:
                     continue
-                for mode in modes_for(exporter, framework):
+                for mode in modes_for(framework, target):
                     out = workspace / "artifacts" / f"{name}-{framework}" / f"{target}-{mode}"
                     result = export_bundle(bundle, target, quantization_config(mode), out)
                     rows.append(DemoRow(name, framework, target, mode, result))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from pipeline.core.bundle import ModelBundle
 from pipeline.core.errors import DataError, UnsupportedRouteError
 from pipeline.core.files import sha256_file, staged_directory, write_json_atomic
 from pipeline.core.manifest import MANIFEST_FILE
+from pipeline.core.records import DelegationReport
 from pipeline.export_manifest import build_manifest
 from pipeline.validation import ValidationResult, validate
 from quantize import QuantizationConfig
@@ -41,18 +42,16 @@ def _check_stage(stage: StageConfig, framework: str) -> None:
 
 
 def check_route(exporter: Any, framework: str, quantization: QuantizationConfig) -> None:
-    """Raise UnsupportedRouteError if `exporter` cannot take `framework` or express `quantization`."""
+    """Raise UnsupportedRouteError if `exporter` cannot take `framework`, or no handler expresses `quantization` on that route."""
+    from exporters import handler_for
+
     if framework not in exporter.routes:
         routes = ", ".join(f"{fw} -> {exporter.target}" for fw in exporter.routes)
         raise UnsupportedRouteError(
             f"No route from {framework} to {exporter.target}. Routes to {exporter.target}: {routes}. "
             "See `pipeline routes`."
         )
-    if quantization.mode not in exporter.quantization_modes:
-        raise UnsupportedRouteError(
-            f"Quantization '{quantization.mode}' cannot be expressed for target {exporter.target}. "
-            f"Options: {', '.join(exporter.quantization_modes)}."
-        )
+    handler_for(quantization.mode, framework, exporter.target)
 
 
 def _signature(session: Any) -> dict[str, Any]:
@@ -81,14 +80,14 @@ def write_eval_samples(path: Path, data: Any) -> dict[str, Any]:
             "sha256": sha256_file(path)}
 
 
-def flag_fallbacks(delegation: dict[str, Any], quantization: QuantizationConfig) -> dict[str, Any]:
+def flag_fallbacks(delegation: DelegationReport, quantization: QuantizationConfig) -> DelegationReport:
     """Add a warning when a quantized model has ops the delegate did not take."""
-    if quantization.mode != "none" and delegation.get("delegate") not in (None, "none") and delegation.get("ops_not_delegated"):
-        ops = ", ".join(delegation["ops_not_delegated"])
-        delegation = {**delegation, "warning": (
-            f"{quantization.mode} model has ops outside the {delegation['delegate']} delegate ({ops}); "
+    if quantization.mode != "none" and delegation.delegate != "none" and delegation.ops_not_delegated:
+        ops = ", ".join(delegation.ops_not_delegated)
+        delegation = replace(delegation, warning=(
+            f"{quantization.mode} model has ops outside the {delegation.delegate} delegate ({ops}); "
             "they run on slower fallback kernels and can make it slower than float."
-        )}
+        ))
     return delegation
 
 
@@ -133,7 +132,7 @@ def export_bundle(
         output = exporter.export(bundle, staging, quantization, config)
         export_seconds = time.perf_counter() - started
         runtime = RUNTIMES.get(exporter.runtime)
-        delegation = output.delegation or runtime.delegation_report(staging / output.model_file) or {}
+        delegation = output.delegation or runtime.delegation_report(staging / output.model_file)
         session = runtime.load(staging / output.model_file, delegate=output.validation_delegate)
         validation: ValidationResult | None = None
         try:
@@ -145,7 +144,7 @@ def export_bundle(
         manifest = build_manifest(
             target=target, bundle=bundle, output=output, out_dir=staging,
             validation=validation, export_seconds=export_seconds, signature=signature,
-            delegation=flag_fallbacks(delegation, quantization), config=config,
+            delegation=flag_fallbacks(delegation, quantization).to_json() if delegation else {}, config=config,
         )
         if applied:
             manifest["stages"] = [{"name": a.config["stage"], "config": a.config, "effect": a.effect,

@@ -12,7 +12,26 @@ from typing import Any
 
 from pipeline.results import fetch_exports, fetch_measurements, open_store
 
-TARGET_COLOURS = {"tflite": "#1f77b4", "executorch": "#d62728", "tfjs": "#2ca02c"}
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+def palette_for(names: list[str]) -> dict[str, str]:
+    """A stable colour per name, in the order given (registration order keeps colours fixed as names are added)."""
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
+
+
+def target_colours() -> dict[str, str]:
+    """One colour per export target, shared by the report and the app."""
+    from exporters import EXPORTERS
+
+    return palette_for(EXPORTERS.in_order())
+
+
+def runtime_colours() -> dict[str, str]:
+    """One colour per runtime, shared by the report and the app."""
+    from device_runtime import RUNTIMES
+
+    return palette_for(RUNTIMES.in_order())
 
 
 @dataclass(frozen=True)
@@ -105,6 +124,7 @@ def _svg_chart(entries: list[Entry], front: set[int], width: int = 640, height: 
     x0, x1 = min(xs) - 0.1, max(xs) + 0.1
     y0, y1 = min(ys) - 0.01, min(1.0, max(ys) + 0.01)
     biggest = max(e.size_bytes for e in entries) or 1
+    colours = target_colours()
 
     def sx(v: float) -> float:
         return pad + (v - x0) / ((x1 - x0) or 1) * (width - 2 * pad)
@@ -127,7 +147,7 @@ def _svg_chart(entries: list[Entry], front: set[int], width: int = 640, height: 
         outline = ' stroke="black" stroke-width="2"' if entry.measurement_id in front else ""
         label = html.escape(f"{entry.framework} {entry.variant} {entry.target} ({entry.runtime}/{entry.delegate}): "
                             f"p50 {entry.p50_ms:.3f} ms, accuracy {entry.accuracy or 0:.2%}, {entry.size_bytes:,} B")
-        parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{radius:.1f}" fill="{TARGET_COLOURS.get(entry.target, "#777")}" '
+        parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{radius:.1f}" fill="{colours.get(entry.target, "#777")}" '
                      f'fill-opacity="0.6"{outline}><title>{label}</title></circle>')
     parts.append("</svg>")
     return "".join(parts)
@@ -166,7 +186,7 @@ def render_html(entries: list[Entry]) -> str:
     style = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px}"
              "td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}th{background:#f3f3f3}"
              "tr.pareto td{font-weight:600}.legend span{display:inline-block;margin-right:1em}details{margin:.3em 0}")
-    legend = "".join(f'<span style="color:{c}">&#9679; {t}</span>' for t, c in TARGET_COLOURS.items())
+    legend = "".join(f'<span style="color:{c}">&#9679; {t}</span>' for t, c in target_colours().items())
     body = [f"<!doctype html><html><head><meta charset='utf-8'><title>Edge model pipeline report</title><style>{style}</style>"
             "</head><body><h1>Edge model pipeline report</h1>"]
     if not entries:

@@ -99,8 +99,15 @@ def open_store(path: Path = DEFAULT_STORE) -> Iterator[sqlite3.Connection]:
         connection.close()
 
 
-def insert_measurement(connection: sqlite3.Connection, record: dict[str, Any]) -> int:
-    """Append one measurement (as produced by Measurement.to_json) in its own transaction; returns its id."""
+FINAL_STATUSES = ("ok", "unavailable")  # a cell with one of these is not measured again
+
+
+def insert_measurement(connection: sqlite3.Connection, record: dict[str, Any]) -> int | None:
+    """Append one measurement (as produced by Measurement.to_json) in its own transaction; returns its id.
+
+    A sweep cell (`cell_key`) gets one final row: if another writer stored one first, nothing is
+    inserted and None is returned.
+    """
     result = record.get("result") or {}
     row = {
         "created_at": record.get("created_at") or datetime.now(UTC).isoformat(timespec="seconds"),
@@ -113,7 +120,12 @@ def insert_measurement(connection: sqlite3.Connection, record: dict[str, Any]) -
     }
     columns = ", ".join(row)
     marks = ", ".join("?" for _ in row)
+    final = row["cell_key"] is not None and row["status"] in FINAL_STATUSES
     with connection:
+        if final:  # a sweep cell is measured once, whichever writer finishes first
+            connection.execute("BEGIN IMMEDIATE")  # holds the write lock from the check to the insert
+            if cached_cell(connection, row["cell_key"]) is not None:
+                return None
         cursor = connection.execute(f"INSERT INTO measurements ({columns}) VALUES ({marks})", tuple(row.values()))
     return int(cursor.lastrowid)
 
@@ -139,7 +151,7 @@ def fetch_exports(connection: sqlite3.Connection) -> list[dict[str, Any]]:
 def cached_cell(connection: sqlite3.Connection, cell_key: str) -> dict[str, Any] | None:
     """The newest final (ok or unavailable) measurement of a benchmark cell, if any."""
     row = connection.execute(
-        "SELECT * FROM measurements WHERE cell_key = ? AND status IN ('ok', 'unavailable') ORDER BY id DESC LIMIT 1",
+        f"SELECT * FROM measurements WHERE cell_key = ? AND status IN {FINAL_STATUSES} ORDER BY id DESC LIMIT 1",
         (cell_key,),
     ).fetchone()
     return dict(row) if row else None

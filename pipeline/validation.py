@@ -1,4 +1,4 @@
-"""Validation of an artifact against its source model on real evaluation data."""
+"""Validation of an artifact against its source model on real evaluation data, within its mode's registered tolerance."""
 
 from __future__ import annotations
 
@@ -9,35 +9,7 @@ import numpy as np
 
 from pipeline.core.bundle import ModelBundle
 from pipeline.core.errors import DataError
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """What 'agrees with the source' means for one quantization mode.
-
-    Outputs are class probabilities, so `max_abs_error` is in probability units; None leaves it
-    unbounded (a mode that retrains the weights is judged on agreement and accuracy only).
-    """
-
-    max_abs_error: float | None
-    min_top1_agreement: float
-    max_accuracy_drop: float  # in accuracy points (0.015 = 1.5 points)
-
-
-TOLERANCES = {
-    "none": Tolerance(max_abs_error=1e-4, min_top1_agreement=0.99, max_accuracy_drop=0.005),
-    "fp16": Tolerance(max_abs_error=1e-2, min_top1_agreement=0.99, max_accuracy_drop=0.01),
-    # 8-bit weights: one boundary sample of 600 moved by 0.15 on the MobileNet (TF.js uint8, 99.7% agreement)
-    "dynamic-int8": Tolerance(max_abs_error=0.2, min_top1_agreement=0.97, max_accuracy_drop=0.015),
-    "weight-int8": Tolerance(max_abs_error=0.2, min_top1_agreement=0.97, max_accuracy_drop=0.015),
-    # full-integer: activations are int8 too, so boundary samples move more (0.26 measured on the pruned MobileNet)
-    "int8": Tolerance(max_abs_error=0.35, min_top1_agreement=0.97, max_accuracy_drop=0.015),
-    # QAT fine-tunes the weights, so outputs move away from the source's by design (a sample near a decision
-    # boundary can change its probabilities by 0.8): agreement and accuracy are what must hold
-    "qat-int8": Tolerance(max_abs_error=None, min_top1_agreement=0.97, max_accuracy_drop=0.015),
-    "uint16": Tolerance(max_abs_error=1e-2, min_top1_agreement=0.99, max_accuracy_drop=0.01),
-    "uint8": Tolerance(max_abs_error=0.2, min_top1_agreement=0.97, max_accuracy_drop=0.015),
-}
+from quantize import Tolerance, tolerance_for
 
 
 @dataclass(frozen=True)
@@ -98,7 +70,7 @@ def validate(bundle: ModelBundle, session: Any, mode: str, runtime: str) -> Vali
             "No evaluation data to validate the artifact on: pass --eval-data FILE.npz (array 'x' "
             "shaped like the model input, optional integer labels 'y'), or --no-validate to skip."
         )
-    tolerance = TOLERANCES[mode]
+    tolerance = tolerance_for(mode)
     source = bundle.predict(data.x)
     artifact = session.run(data.x)
     metrics, failures = compare_outputs(source, artifact, data.y, tolerance)

@@ -1,6 +1,7 @@
 """Quantization configs (post-training, and quantization-aware training), one frozen class per technique.
 
-Each is registered by mode name; the exporters honour them.
+`quantize.techniques` registers each by mode name with its validation tolerance; the routes that can
+express a mode register a handler for it in `quantize.route_handlers`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from pipeline.core.errors import ConfigError
-from pipeline.core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -102,18 +102,3 @@ class QatInt8Config(QuantizationConfig):
             raise ConfigError(f"batch_size must be an integer >= 1, got {self.batch_size!r}.")
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
-
-
-QUANTIZATION_MODES: Registry[type[QuantizationConfig]] = Registry("quantization mode")
-for _config in (NoQuantization, Fp16Config, DynamicInt8Config, WeightOnlyInt8Config, Int8StaticConfig,
-                QatInt8Config, Uint8WeightsConfig, Uint16WeightsConfig):
-    QUANTIZATION_MODES.register(_config.mode, _config)
-
-
-def quantization_config(mode: str, **options: Any) -> QuantizationConfig:
-    """Build the config for `mode` (e.g. 'int8'); unknown modes list the options."""
-    config_cls = QUANTIZATION_MODES.get(mode)
-    try:
-        return config_cls(**options)
-    except TypeError as exc:
-        raise ConfigError(f"Invalid options for quantization mode '{mode}': {exc}.") from None

@@ -21,7 +21,7 @@ def _start(title: str, steps: list[list[str]]) -> None:
 
 export_tab, bench_tab, sweep_tab = st.tabs(["Export", "Benchmark", "Sweep"])
 with export_tab:
-    from exporters import EXPORTERS
+    from exporters import EXPORTERS, modes_for
 
     models = sorted(p for pattern in ("*.keras", "*.pt2") for p in ws.models.glob(pattern)) if ws.models.is_dir() else []
     if not models:
@@ -31,7 +31,8 @@ with export_tab:
         model = st.selectbox("Source model", models, format_func=lambda p: p.name)
         targets = EXPORTERS.names()
         target = st.selectbox("Target", targets, index=targets.index("tflite") if "tflite" in targets else 0)
-        quantize = st.selectbox("Quantization", EXPORTERS.get(target).quantization_modes)
+        framework = "keras" if model.suffix == ".keras" else "torch"  # the two formats listed above
+        quantize = st.selectbox("Quantization", modes_for(framework, target))
         bench = st.checkbox("Benchmark it afterwards (host, default runtime), so it shows on Compare", value=True)
         out = ws.artifacts / model.stem / f"{target}-{quantize}"
         st.caption(f"Output: `{out}`" + (" (replaces the artifact there)" if (out / "manifest.json").exists() else ""))
@@ -39,6 +40,7 @@ with export_tab:
             _start(f"export {model.name} -> {target} ({quantize})", export_commands(ws, model, target, quantize, out, bench=bench))
 
 with bench_tab:
+    from device_runtime import RUNTIMES
     from device_runtime.profiles import PROFILES
 
     known = artifacts(ws)
@@ -48,7 +50,7 @@ with bench_tab:
         with st.form("bench"):
             chosen = st.multiselect("Artifacts", [a.label for a in known], default=[known[0].label])
             device = st.selectbox("Device profile", [name for name, _ in PROFILES.items()])
-            runtime = st.selectbox("Runtime", ["(artifact's default)", "litert", "executorch", "tfjs-node", "tfjs-browser"])
+            runtime = st.selectbox("Runtime", ["(artifact's default)", *RUNTIMES.in_order()])
             delegate = st.text_input("Delegate (blank: the runtime's default)", "")
             cols = st.columns(2)
             min_runs = cols[0].number_input("Min runs", 10, 10000, 100, step=10)

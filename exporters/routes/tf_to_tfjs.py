@@ -1,4 +1,7 @@
-"""Keras model or TensorFlow SavedModel -> TF.js graph model through the tensorflowjs converter."""
+"""Keras model or TensorFlow SavedModel -> TF.js graph model through the tensorflowjs converter.
+
+One registered handler per mode the converter can express: its `quantization_dtype_map`.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +9,21 @@ import os
 import re
 import tempfile
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from exporters.base import AppliedStage
 from exporters.routes.tf_to_tflite import _saved_model_dir
 from pipeline.core.bundle import ModelBundle
-from pipeline.core.errors import ExportError, UnsupportedRouteError, first_line
-from quantize import QuantizationConfig
+from pipeline.core.errors import ExportError, first_line
+from quantize import QuantizationConfig, handler_for, register_handler
 
 KERAS_ROUTE = "Keras model.export (SavedModel, batch 1) -> tensorflowjs.converters.convert_tf_saved_model"
 SAVED_MODEL_ROUTE = "SavedModel -> tensorflowjs.converters.convert_tf_saved_model"
 TOOL = "tensorflowjs.converters.convert_tf_saved_model"
 MODEL_JSON = "model.json"
+TARGET = "tfjs"
 
 # Mode -> the converter's `quantization_dtype_map` (True: every float32 weight, like the bare
 # --quantize_float16/--quantize_uint8/--quantize_uint16 flags). Weights only; compute stays float32.
@@ -28,18 +33,6 @@ QUANTIZATION_DTYPE_MAPS: dict[str, dict[str, Any] | None] = {
     "uint8": {"uint8": True},
     "uint16": {"uint16": True},
 }
-
-
-def quantization_dtype_map(quantization: QuantizationConfig) -> dict[str, Any] | None:
-    """The converter option for `quantization.mode`; UnsupportedRouteError for other modes."""
-    try:
-        return QUANTIZATION_DTYPE_MAPS[quantization.mode]
-    except KeyError:
-        raise UnsupportedRouteError(
-            f"TF.js cannot express quantization mode '{quantization.mode}'. Supported for target tfjs: "
-            f"{', '.join(QUANTIZATION_DTYPE_MAPS)} (uint8/uint16 are affine weight quantization, "
-            "dequantized at load). Pick one of those, or export to tflite for integer compute."
-        ) from None
 
 
 def unsupported_ops(message: str) -> list[str]:
@@ -61,17 +54,15 @@ def converter_failure(exc: Exception, model_path: str) -> ExportError:
     return ExportError(f"The TF.js converter failed on {model_path}: {first_line(exc)}")
 
 
-def convert_tf_to_tfjs(
+def _write_tfjs(
     bundle: ModelBundle,
     out_dir: Path,
     quantization: QuantizationConfig,
     shard_size_bytes: int = 4 * 1024 * 1024,
+    *,
+    dtype_map: dict[str, Any] | None,
 ) -> tuple[AppliedStage, ...]:
-    """Write `model.json` and its `group*-shard*.bin` weight files into `out_dir`.
-
-    Returns the quantization stage applied (if any).
-    """
-    dtype_map = quantization_dtype_map(quantization)
+    """The handler of every mode, bound to its `dtype_map`: write `model.json` and its weight shards into `out_dir`."""
     # tensorflowjs imports tensorflow_decision_forests, whose welcome banner imports IPython
     # (not installed) whenever stdout is not a terminal (pytest, Streamlit, pipes).
     os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
@@ -94,3 +85,21 @@ def convert_tf_to_tfjs(
     if quantization.mode == "none":
         return ()
     return (AppliedStage("quantize", {**quantization.to_json(), "quantization_dtype_map": dtype_map}, TOOL),)
+
+
+def convert_tf_to_tfjs(
+    bundle: ModelBundle,
+    out_dir: Path,
+    quantization: QuantizationConfig,
+    shard_size_bytes: int = 4 * 1024 * 1024,
+) -> tuple[AppliedStage, ...]:
+    """Write `model.json` and its `group*-shard*.bin` weight files into `out_dir` with the mode's handler.
+
+    Returns the quantization stage applied (if any); an impossible mode is refused before converting.
+    """
+    return handler_for(quantization.mode, bundle.framework, TARGET)(bundle, out_dir, quantization, shard_size_bytes)
+
+
+for _framework in ("keras", "tensorflow"):
+    for _mode, _dtype_map in QUANTIZATION_DTYPE_MAPS.items():
+        register_handler(_mode, _framework, TARGET, partial(_write_tfjs, dtype_map=_dtype_map))

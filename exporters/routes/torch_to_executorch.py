@@ -1,4 +1,7 @@
-"""PyTorch -> `.pte` through torch.export and `to_edge_transform_and_lower` (XNNPACK or portable kernels)."""
+"""PyTorch -> `.pte` through torch.export and `to_edge_transform_and_lower` (XNNPACK or portable kernels).
+
+One registered handler per mode: float, PT2E dynamic or static int8 (XNNPACKQuantizer), PT2E QAT.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +13,13 @@ import numpy as np
 from exporters.base import AppliedStage
 from exporters.routes.calibration import calibration_samples
 from pipeline.core.bundle import ModelBundle
-from pipeline.core.errors import ExportError, UnsupportedRouteError, first_line
-from quantize import DynamicInt8Config, Int8StaticConfig, QatInt8Config, QuantizationConfig
+from pipeline.core.errors import ExportError, first_line
+from pipeline.core.records import DelegationReport
+from quantize import Int8StaticConfig, QatInt8Config, QuantizationConfig, handler_for, register_handler
 
 ROUTE = "torch.export -> to_edge_transform_and_lower (XnnpackPartitioner) -> to_executorch"
-SUPPORTED_MODES = ("none", "dynamic-int8", "int8")
-TORCH_ONLY_MODES = ("qat-int8",)  # fine-tunes the PyTorch model itself: not through the Keras ONNX bridge
+TARGET = "executorch"
+PT2E_TOOL = "PT2E (XNNPACKQuantizer)"
 
 
 def example_args(bundle: ModelBundle) -> tuple[Any, ...]:
@@ -41,8 +45,9 @@ def export_program(module: Any, args: tuple[Any, ...]) -> Any:
         ) from None
 
 
-def _pt2e(bundle: ModelBundle, args: tuple[Any, ...], quantization: QuantizationConfig) -> Any:
-    """XNNPACKQuantizer PT2E: static int8 calibrated on real samples, or dynamic int8 (linear layers)."""
+def _pt2e(bundle: ModelBundle, args: tuple[Any, ...], dynamic: bool, per_channel: bool = True,
+          calibration: int = 0) -> Any:
+    """XNNPACKQuantizer PT2E: static int8 calibrated on `calibration` real samples, or dynamic int8 (linear layers)."""
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
@@ -50,43 +55,24 @@ def _pt2e(bundle: ModelBundle, args: tuple[Any, ...], quantization: Quantization
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    dynamic = isinstance(quantization, DynamicInt8Config)
-    per_channel = getattr(quantization, "per_channel", True)
+    samples = calibration_samples(bundle, calibration) if calibration else ()
     quantizer = XNNPACKQuantizer().set_global(
         get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=dynamic)
     )
     prepared = prepare_pt2e(export_program(bundle.model, args).module(), quantizer)
     with torch.no_grad():
         prepared(*args)  # weight observers need one pass even for dynamic quantization
-        if isinstance(quantization, Int8StaticConfig):
-            for sample in calibration_samples(bundle, quantization.calibration_samples):
-                prepared(torch.from_numpy(sample[None].copy()))
+        for sample in samples:
+            prepared(torch.from_numpy(sample[None].copy()))
     return convert_pt2e(prepared)
 
 
-def convert_torch_to_executorch(
-    bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig, delegate: str
-) -> tuple[tuple[AppliedStage, ...], dict[str, Any]]:
-    """Write `model_file`; returns the stages applied and the delegation report."""
+def lower(module: Any, args: tuple[Any, ...], model_file: Path, delegate: str,
+          stages: tuple[AppliedStage, ...]) -> tuple[tuple[AppliedStage, ...], DelegationReport]:
+    """torch.export `module`, lower it (XNNPACK or portable kernels) into `model_file`; returns `stages` and the delegation report."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    if quantization.mode not in (*SUPPORTED_MODES, *TORCH_ONLY_MODES):
-        raise UnsupportedRouteError(
-            f"Quantization '{quantization.mode}' is not supported on the ExecuTorch route. "
-            f"Options: {', '.join(SUPPORTED_MODES + TORCH_ONLY_MODES)}."
-        )
-    args = example_args(bundle)
-    stages: tuple[AppliedStage, ...] = ()
-    module = bundle.model
-    if isinstance(quantization, QatInt8Config):
-        from quantize.qat.torch_qat import qat_torch, xnnpack_qat_quantizer
-
-        module, effect = qat_torch(bundle, quantization, xnnpack_qat_quantizer())
-        stages = (AppliedStage("quantize", quantization.to_json(), effect["tool"], effect),)
-    elif quantization.mode != "none":
-        module = _pt2e(bundle, args, quantization)
-        stages = (AppliedStage("quantize", quantization.to_json(), "PT2E (XNNPACKQuantizer)"),)
     program = export_program(module, args)
     if delegate == "none" and stages:
         import executorch.kernels.quantized  # noqa: F401  (registers out-variants of quantized ops)
@@ -100,7 +86,42 @@ def convert_torch_to_executorch(
     return stages, report
 
 
-def delegation_report(graph_module: Any, delegate: str) -> dict[str, Any]:
+# --- one handler per mode: (bundle, model_file, quantization, delegate) -> (stages, delegation report) ---
+
+Lowered = tuple[tuple[AppliedStage, ...], DelegationReport]
+
+
+def _float(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig, delegate: str) -> Lowered:
+    return lower(bundle.model, example_args(bundle), model_file, delegate, ())
+
+
+def _dynamic_int8(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig, delegate: str) -> Lowered:
+    args = example_args(bundle)
+    module = _pt2e(bundle, args, dynamic=True)
+    return lower(module, args, model_file, delegate, (AppliedStage("quantize", quantization.to_json(), PT2E_TOOL),))
+
+
+def _int8(bundle: ModelBundle, model_file: Path, quantization: Int8StaticConfig, delegate: str) -> Lowered:
+    args = example_args(bundle)
+    module = _pt2e(bundle, args, dynamic=False, per_channel=quantization.per_channel,
+                   calibration=quantization.calibration_samples)
+    return lower(module, args, model_file, delegate, (AppliedStage("quantize", quantization.to_json(), PT2E_TOOL),))
+
+
+def _qat_int8(bundle: ModelBundle, model_file: Path, quantization: QatInt8Config, delegate: str) -> Lowered:
+    from quantize.qat.torch_qat import qat_torch, xnnpack_qat_quantizer
+
+    args = example_args(bundle)
+    module, effect = qat_torch(bundle, quantization, xnnpack_qat_quantizer())
+    return lower(module, args, model_file, delegate, (AppliedStage("quantize", quantization.to_json(), effect["tool"], effect),))
+
+
+def convert_torch_to_executorch(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig, delegate: str) -> Lowered:
+    """Write `model_file` with the handler registered for the mode; returns the stages applied and the delegation report."""
+    return handler_for(quantization.mode, bundle.framework, TARGET)(bundle, model_file, quantization, delegate)
+
+
+def delegation_report(graph_module: Any, delegate: str) -> DelegationReport:
     """Delegated vs total compute ops, and the ops left on portable kernels."""
     from executorch.devtools.backend_debug import get_delegation_info
 
@@ -108,12 +129,14 @@ def delegation_report(graph_module: Any, delegate: str) -> dict[str, Any]:
     # getitem only unpacks delegate outputs; it is not compute
     ops = {name: b for name, b in info.delegation_by_operator.items() if name != "getitem"}
     delegated = sum(b.delegated for b in ops.values())
-    total = delegated + sum(b.non_delegated for b in ops.values())
-    return {
-        "delegate": delegate,
-        "delegated_subgraphs": info.num_delegated_subgraphs,
-        "ops_total": total,
-        "ops_delegated": delegated,
-        "delegated_share": round(delegated / total, 4) if total else 0.0,
-        "ops_not_delegated": sorted(name for name, b in ops.items() if b.non_delegated),
-    }
+    return DelegationReport(
+        delegate, ops_total=delegated + sum(b.non_delegated for b in ops.values()), ops_delegated=delegated,
+        ops_not_delegated=tuple(sorted(name for name, b in ops.items() if b.non_delegated)),
+        delegated_subgraphs=info.num_delegated_subgraphs,
+    )
+
+
+register_handler("none", "torch", TARGET, _float)
+register_handler("dynamic-int8", "torch", TARGET, _dynamic_int8)
+register_handler("int8", "torch", TARGET, _int8)
+register_handler("qat-int8", "torch", TARGET, _qat_int8)

@@ -13,9 +13,11 @@ from exporters.routes.calibration import calibration_samples
 from exporters.routes.tflite_quantizer import quantize_float_model
 from pipeline.core.bundle import ModelBundle
 from pipeline.core.errors import ExportError
-from quantize import Int8StaticConfig, QatInt8Config, QuantizationConfig
+from quantize import Int8StaticConfig, QatInt8Config, QuantizationConfig, handler_for, register_handler
 
 ROUTE = "torch.export -> litert_torch.convert (batch 1)"
+TARGET = "tflite"
+
 
 def _sample_args(bundle: ModelBundle) -> tuple[Any, ...]:
     """A batch-1 example for tracing: a real sample when the bundle has data."""
@@ -59,23 +61,46 @@ def _pt2e_int8(bundle: ModelBundle, args: tuple[Any, ...], config: Int8StaticCon
     return convert_pt2e(prepared, fold_quantize=False), QuantConfig(pt2e_quantizer=quantizer)
 
 
-def convert_torch_to_tflite(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig) -> tuple[AppliedStage, ...]:
-    """Write `model_file`; returns the quantization stage applied (if any)."""
-    args = _sample_args(bundle)
-    if isinstance(quantization, QatInt8Config):
-        from litert_torch.quantize.quant_config import QuantConfig
+# --- one handler per mode: (bundle, model_file, quantization) -> stages applied ------------------
 
-        from quantize.qat.torch_qat import litert_qat_quantizer, qat_torch
 
-        quantizer = litert_qat_quantizer()
-        module, effect = qat_torch(bundle, quantization, quantizer, fold_quantize=False)
-        _convert(module, args, model_file, quant_config=QuantConfig(pt2e_quantizer=quantizer))
-        return (AppliedStage("quantize", quantization.to_json(), f"{effect['tool']} + litert_torch", effect),)
-    if isinstance(quantization, Int8StaticConfig):
-        module, quant_config = _pt2e_int8(bundle, args, quantization)
-        _convert(module, args, model_file, quant_config=quant_config)
-        return (AppliedStage("quantize", quantization.to_json(), "PT2E (litert_torch PT2EQuantizer) + litert_torch"),)
-    if quantization.mode in ("fp16", "dynamic-int8", "weight-int8"):
-        return quantize_float_model(lambda path: _convert(bundle.model, args, path), model_file, quantization)
-    _convert(bundle.model, args, model_file)
+def _float(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig) -> tuple[AppliedStage, ...]:
+    _convert(bundle.model, _sample_args(bundle), model_file)
     return ()
+
+
+def _post_conversion(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig) -> tuple[AppliedStage, ...]:
+    """fp16, dynamic-int8 and weight-int8: ai-edge-quantizer rewrites the float model."""
+    args = _sample_args(bundle)
+    return quantize_float_model(lambda path: _convert(bundle.model, args, path), model_file, quantization)
+
+
+def _int8(bundle: ModelBundle, model_file: Path, quantization: Int8StaticConfig) -> tuple[AppliedStage, ...]:
+    args = _sample_args(bundle)
+    module, quant_config = _pt2e_int8(bundle, args, quantization)
+    _convert(module, args, model_file, quant_config=quant_config)
+    return (AppliedStage("quantize", quantization.to_json(), "PT2E (litert_torch PT2EQuantizer) + litert_torch"),)
+
+
+def _qat_int8(bundle: ModelBundle, model_file: Path, quantization: QatInt8Config) -> tuple[AppliedStage, ...]:
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    from quantize.qat.torch_qat import litert_qat_quantizer, qat_torch
+
+    args = _sample_args(bundle)
+    quantizer = litert_qat_quantizer()
+    module, effect = qat_torch(bundle, quantization, quantizer, fold_quantize=False)
+    _convert(module, args, model_file, quant_config=QuantConfig(pt2e_quantizer=quantizer))
+    return (AppliedStage("quantize", quantization.to_json(), f"{effect['tool']} + litert_torch", effect),)
+
+
+def convert_torch_to_tflite(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig) -> tuple[AppliedStage, ...]:
+    """Write `model_file` with the handler registered for the mode; returns the quantization stage (if any)."""
+    return handler_for(quantization.mode, bundle.framework, TARGET)(bundle, model_file, quantization)
+
+
+register_handler("none", "torch", TARGET, _float)
+for _mode in ("fp16", "dynamic-int8", "weight-int8"):
+    register_handler(_mode, "torch", TARGET, _post_conversion)
+register_handler("int8", "torch", TARGET, _int8)
+register_handler("qat-int8", "torch", TARGET, _qat_int8)

@@ -74,3 +74,30 @@ class ExportRow:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class DelegationReport:
+    """Which ops of an artifact its delegate takes and which fall back to other kernels (the manifest's `delegation`)."""
+
+    delegate: str
+    ops_total: int
+    ops_delegated: int
+    ops_not_delegated: tuple[str, ...] = ()
+    delegated_subgraphs: int | None = None
+    graph_ops: tuple[str, ...] | None = None
+    warning: str | None = None
+
+    @property
+    def delegated_share(self) -> float:
+        return round(self.ops_delegated / self.ops_total, 4) if self.ops_total else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"delegate": self.delegate, "ops_total": self.ops_total,
+                                "ops_delegated": self.ops_delegated, "delegated_share": self.delegated_share,
+                                "ops_not_delegated": list(self.ops_not_delegated)}
+        for name in ("delegated_subgraphs", "graph_ops", "warning"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = list(value) if isinstance(value, tuple) else value
+        return data

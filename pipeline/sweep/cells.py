@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import PipelineError
+from pipeline.core.files import sha256_file
+from pipeline.core.locks import LockBusyError, exclusive_lock
+from pipeline.core.manifest import MANIFEST_FILE, read_manifest
 from pipeline.core.records import ExportRow, Measurement
 from pipeline.sweep.plan import BenchCell, ExportCell
 from pipeline.sweep.recipe import MeasureSpec
@@ -24,14 +27,41 @@ def stage_configs(prune: str | None) -> list[Any]:
     return [parse_prune(prune)]
 
 
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def cell_lock(artifact_dir: Path, name: str) -> Path:
+    """The lock a cell's writers share, beside its artifact directory (gone when nobody holds it)."""
+    return artifact_dir.parent / f".{artifact_dir.name}.{name}.lock"
+
+
 def run_export_cell(cell: ExportCell, model_ref: str, eval_data: str | None, calibration: str | None,
-                    artifact_dir: str) -> dict[str, Any]:
-    """Export one (model, variant, target); returns the `exports` row (failures included, never raised)."""
+                    artifact_dir: str, wait: bool = True, planned_at_ns: int = 0) -> dict[str, Any]:
+    """Export one (model, variant, target); returns the `exports` row (failures included, never raised).
+
+    Writers of the same cell (two sweeps on one workspace) take turns on the cell's lock; an artifact
+    another writer published after this sweep planned the cell (`planned_at_ns`) is reused, not redone.
+    With `wait=False` a held cell is returned with status 'busy' (in progress elsewhere), not recorded.
+    """
     started = time.perf_counter()
-    status, error, manifest_sha256 = "failed", None, None
+    folder = Path(artifact_dir)
+    try:
+        with exclusive_lock(cell_lock(folder, "export"), wait=wait):
+            if planned_at_ns and (_mtime(folder / MANIFEST_FILE) or 0) > planned_at_ns:
+                return published_row(cell, folder, started)
+            return _export(cell, model_ref, eval_data, calibration, folder, started)
+    except LockBusyError as exc:
+        return _export_row(cell, artifact_dir, "busy", f"in progress elsewhere ({exc.owner.describe()})", None, 0.0)
+
+
+def _export(cell: ExportCell, model_ref: str, eval_data: str | None, calibration: str | None, folder: Path,
+            started: float) -> dict[str, Any]:
     try:
         from pipeline.core.datasets.npz import load_npz
-        from pipeline.core.files import sha256_file
         from pipeline.export import export_bundle
         from pipeline.intake import load_model
         from quantize import quantization_config
@@ -40,16 +70,24 @@ def run_export_cell(cell: ExportCell, model_ref: str, eval_data: str | None, cal
         layout = bundle.input_spec.layout
         bundle = bundle.with_data(eval_data=load_npz(Path(eval_data), layout) if eval_data else None,
                                   calibration_data=load_npz(Path(calibration), layout) if calibration else None)
-        result = export_bundle(bundle, cell.target, quantization_config(cell.variant.quantize), Path(artifact_dir),
-                               stages=stage_configs(cell.variant.prune))
-        if result.validation_passed is False:
-            error = "validation failed: " + "; ".join(result.manifest["validation"]["failures"])
-        else:
-            status = "ok"
-        manifest_sha256 = sha256_file(Path(artifact_dir) / "manifest.json")
+        export_bundle(bundle, cell.target, quantization_config(cell.variant.quantize), folder,
+                      stages=stage_configs(cell.variant.prune))
     except PipelineError as exc:
-        error = str(exc)
-    return _export_row(cell, artifact_dir, status, error, manifest_sha256, time.perf_counter() - started)
+        return _export_row(cell, str(folder), "failed", str(exc), None, time.perf_counter() - started)
+    return published_row(cell, folder, started)
+
+
+def published_row(cell: ExportCell, folder: Path, started: float | None = None) -> dict[str, Any] | None:
+    """The row for the artifact published at `folder` (validation failures included), or None if there is none."""
+    if not (folder / MANIFEST_FILE).is_file():
+        return None
+    manifest = read_manifest(folder)
+    error = None
+    if manifest["validation"].get("passed") is False:
+        error = "validation failed: " + "; ".join(manifest["validation"]["failures"])
+    seconds = time.perf_counter() - started if started is not None else 0.0
+    return _export_row(cell, str(folder), "failed" if error else "ok", error, sha256_file(folder / MANIFEST_FILE),
+                       seconds)
 
 
 def _export_row(cell: ExportCell, artifact_dir: str, status: str, error: str | None, manifest_sha256: str | None,
@@ -60,17 +98,36 @@ def _export_row(cell: ExportCell, artifact_dir: str, status: str, error: str | N
 
 
 def run_bench_cell(cell: BenchCell, artifact_dir: str, measure: MeasureSpec, calibration: dict[str, Any] | None,
-                   cell_key: str) -> dict[str, Any]:
-    """Measure one artifact on one runtime/device in an isolated worker; returns the measurement record."""
+                   cell_key: str, store: str | None = None, wait: bool = True) -> dict[str, Any]:
+    """Measure one artifact on one runtime/device in an isolated worker; returns the measurement record.
+
+    Writers of the same cell take turns on its lock; `{"reused": True, ...}` comes back when another
+    writer's measurement is already in `store` (nothing to record twice), and with
+    `wait=False` a held cell comes back as `{"busy": True, ...}`.
+    """
     from device_runtime.device_scripts.edge_bench import Protocol
     from device_runtime.harness import resolve_request, run_benchmark
 
-    protocol = Protocol(measure.warmup_runs, measure.min_runs, measure.min_duration_s)
-    fraction = calibration["active_fraction"] if calibration else 1.0
-    request = resolve_request(Path(artifact_dir), cell.runtime.runtime, cell.runtime.delegate, cell.device,
-                              cell.runtime.threads, protocol, active_fraction=fraction, calibration=calibration)
-    request = replace(request, timeout_s=measure.timeout_s)
-    return replace(run_benchmark(request), cell_key=cell_key).to_json()
+    try:
+        with exclusive_lock(cell_lock(Path(artifact_dir), f"bench-{cell_key[:16]}"), wait=wait):
+            if store and _measured(Path(store), cell_key):  # another writer measured it after we planned
+                return {"reused": True, "status": "ok", "cell_key": cell_key}
+            protocol = Protocol(measure.warmup_runs, measure.min_runs, measure.min_duration_s)
+            fraction = calibration["active_fraction"] if calibration else 1.0
+            request = resolve_request(Path(artifact_dir), cell.runtime.runtime, cell.runtime.delegate, cell.device,
+                                      cell.runtime.threads, protocol, active_fraction=fraction, calibration=calibration)
+            request = replace(request, timeout_s=measure.timeout_s)
+            return replace(run_benchmark(request), cell_key=cell_key).to_json()
+    except LockBusyError as exc:
+        return {"busy": True, "status": "busy", "cell_key": cell_key,
+                "error": f"in progress elsewhere ({exc.owner.describe()})"}
+
+
+def _measured(store: Path, cell_key: str) -> bool:
+    from pipeline.results import cached_cell, open_store
+
+    with open_store(store) as connection:
+        return cached_cell(connection, cell_key) is not None
 
 
 def failed_export_row(args: tuple[Any, ...], error: str, executor: str) -> dict[str, Any]:

@@ -60,10 +60,10 @@ class Plan:
 
 
 def _route_expresses(cell: ExportCell) -> bool:
-    from exporters import EXPORTERS, modes_for
+    from exporters import modes_for
 
     framework = cell.model.framework
-    return framework is None or cell.variant.quantize in modes_for(EXPORTERS.get(cell.target), framework)
+    return framework is None or cell.variant.quantize in modes_for(framework, cell.target)
 
 
 def _partition(items: Iterable[T], keep: Callable[[T], bool]) -> tuple[tuple[T, ...], tuple[T, ...]]:

@@ -139,7 +139,7 @@ def _models(raw: list[Any], errors: _Errors) -> list[ModelSpec]:
 
 
 def _variants(raw: list[Any], targets: list[str], errors: _Errors) -> list[VariantSpec]:
-    from exporters import EXPORTERS
+    from exporters import EXPORTERS, target_modes
     from quantize import QUANTIZATION_MODES
 
     variants = []
@@ -156,8 +156,8 @@ def _variants(raw: list[Any], targets: list[str], errors: _Errors) -> list[Varia
             if target not in EXPORTERS:
                 errors.unknown(f"{path}.targets", "target", target, EXPORTERS.names())
         for target in limited or tuple(t for t in targets if t in EXPORTERS):
-            if target in EXPORTERS and mode not in EXPORTERS.get(target).quantization_modes:
-                options = ", ".join(EXPORTERS.get(target).quantization_modes)
+            if target in EXPORTERS and mode not in target_modes(target):
+                options = ", ".join(target_modes(target))
                 errors.add(f"{path}.quantize", f"'{mode}' cannot be expressed for target {target} (options: {options}); "
                            f"limit the variant with 'targets: [...]'")
         if "prune" in item:

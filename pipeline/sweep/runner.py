@@ -19,6 +19,7 @@ class SweepSummary:
     exports: dict[str, int] = field(default_factory=lambda: {"cached": 0, "done": 0, "failed": 0})
     benches: dict[str, int] = field(default_factory=lambda: {"cached": 0, "done": 0, "failed": 0, "unavailable": 0})
     failures: list[tuple[str, str]] = field(default_factory=list)
+    elsewhere: list[str] = field(default_factory=list)  # cells left to another writer (--no-wait)
     seconds: float = 0.0
 
 
@@ -107,13 +108,50 @@ def dry_run(recipe: Recipe, workspace: Path, store_path: Path, out: Callable[[st
         out(f"  skip   {cell.label()}: profile {cell.device} has no {cell.runtime.delegate} delegate")
 
 
+def announce_other_sweeps(workspace: Path, out: Callable[[str], None], wait: bool = True) -> None:
+    """Say which other sweeps are running on `workspace` and what happens to the cells both plan."""
+    from pipeline.core.locks import LockBusyError, exclusive_lock, read_owner
+
+    then = "will be waited for, not redone" if wait else "will be left to it (--no-wait)"
+    for lock in sorted((workspace / SWEEP_LOCKS).glob("sweep-*.lock")):
+        try:
+            with exclusive_lock(lock, wait=False):  # free: left by a killed sweep, and removed on release
+                continue
+        except LockBusyError:
+            out(f"another sweep ({read_owner(lock).describe()}) is running on this workspace; shared cells {then}")
+
+
+SWEEP_LOCKS = Path(".sweeps")
+
+
 def run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
-              out: Callable[[str], None] = print) -> SweepSummary:
-    """Export every cell (skipping cached ones), then measure every artifact; failures are recorded, not raised."""
+              out: Callable[[str], None] = print, wait: bool = True) -> SweepSummary:
+    """Export every cell (skipping cached ones), then measure every artifact; failures are recorded, not raised.
+
+    Other sweeps (or the app) may share the workspace: a cell one of them holds is waited for and its
+    result reused, or with `wait=False` left to it and listed in `SweepSummary.elsewhere`.
+    """
+    import os
+
+    from pipeline.core.locks import exclusive_lock
+
+    announce_other_sweeps(workspace, out, wait)
+    with exclusive_lock(workspace / SWEEP_LOCKS / f"sweep-{os.getpid()}.lock"):
+        return _run_sweep(recipe, workspace, store_path, executor, out, wait)
+
+
+def _run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any, out: Callable[[str], None],
+               wait: bool) -> SweepSummary:
     from device_runtime.profiles import PROFILES
     from pipeline.calibration import calibration_for
     from pipeline.results import cached_cell, insert_measurement, open_store, record_export
-    from pipeline.sweep.cells import failed_export_row, failed_measurement, run_bench_cell, run_export_cell
+    from pipeline.sweep.cells import (
+        failed_export_row,
+        failed_measurement,
+        published_row,
+        run_bench_cell,
+        run_export_cell,
+    )
 
     started = time.perf_counter()
     summary = SweepSummary()
@@ -129,21 +167,31 @@ def run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
     ready: dict[ExportCell, tuple[str, str]] = {}
     with open_store(store_path) as store:
         todo: list[tuple[ExportCell, str, Path]] = []
+        planned_at_ns = time.time_ns()
         for cell in plan.exports:
             reference, sha = hashes[cell.model]
             key = cell.key(sha or "")
             folder = artifact_dir(workspace, cell, key)
             row = store.execute("SELECT * FROM exports WHERE key = ?", (key,)).fetchone()
-            if row and row["status"] == "ok" and (folder / "manifest.json").is_file():
+            if not (row and row["status"] == "ok" and (folder / "manifest.json").is_file()):
+                # published by a writer that has not recorded it yet (a concurrent sweep) or never will (killed)
+                row = published_row(cell, folder)
+                if row and row["status"] == "ok":
+                    record_export(store, {"key": key, **row})
+            if row and row["status"] == "ok":
                 summary.exports["cached"] += 1
                 ready[cell] = (str(folder), row["manifest_sha256"])
                 progress.step("export", cell.label(), "cached")
             else:
                 todo.append((cell, key, folder))
-        calls = [(cell, hashes[cell.model][0], cell.model.eval_data, cell.model.calibration, str(folder))
-                 for cell, _, folder in todo]
+        calls = [(cell, hashes[cell.model][0], cell.model.eval_data, cell.model.calibration, str(folder), wait,
+                  planned_at_ns) for cell, _, folder in todo]
         for index, row in executor.map(run_export_cell, calls, on_failure=failed_export_row):
             cell, key, folder = todo[index]
+            if row["status"] == "busy":
+                summary.elsewhere.append(f"export {cell.label()}")
+                progress.step("export", cell.label(), row["error"])
+                continue
             record_export(store, {"key": key, **row})
             if row["status"] == "ok":
                 summary.exports["done"] += 1
@@ -158,8 +206,13 @@ def run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
         bench_todo: list[tuple[BenchCell, str, str]] = []
         for cell in plan.benches:
             if cell.export not in ready:
-                summary.benches["failed"] += 1
-                progress.step("bench", cell.label(), "skipped (export failed)")
+                elsewhere = f"export {cell.export.label()}" in summary.elsewhere
+                if elsewhere:
+                    summary.elsewhere.append(f"bench {cell.label()}")
+                else:
+                    summary.benches["failed"] += 1
+                progress.step("bench", cell.label(), "skipped (export in progress elsewhere)" if elsewhere
+                              else "skipped (export failed)")
                 continue
             folder, manifest_sha = ready[cell.export]
             key = cell.key(manifest_sha, measure, calibrations[cell.device])
@@ -168,10 +221,21 @@ def run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
                 progress.step("bench", cell.label(), "cached")
             else:
                 bench_todo.append((cell, folder, key))
-        calls = [(cell, folder, recipe.measure, calibrations[cell.device], key) for cell, folder, key in bench_todo]
+        calls = [(cell, folder, recipe.measure, calibrations[cell.device], key, str(store_path), wait)
+                 for cell, folder, key in bench_todo]
         for index, record in executor.map(run_bench_cell, calls, exclusive_cpu=True, on_failure=failed_measurement):
             cell = bench_todo[index][0]
-            insert_measurement(store, record)
+            if record.get("reused") or record.get("busy"):
+                summary.benches["cached"] += bool(record.get("reused"))
+                if record.get("busy"):
+                    summary.elsewhere.append(f"bench {cell.label()}")
+                progress.step("bench", cell.label(), "measured by another writer" if record.get("reused")
+                              else record["error"])
+                continue
+            if insert_measurement(store, record) is None:  # another writer stored this cell first
+                summary.benches["cached"] += 1
+                progress.step("bench", cell.label(), "measured by another writer")
+                continue
             status = record["status"]
             summary.benches["done" if status == "ok" else status] += 1
             if status != "ok":

@@ -7,7 +7,7 @@ import pytest
 
 from device_runtime.executorch_runtime import ExecuTorchRuntime
 from device_runtime.tfjs_node import TFJSNodeRuntime
-from exporters.routes import onnx_bridge
+from exporters.routes import tf_to_executorch, torch_to_tfjs
 from pipeline.core.bundle import ModelBundle, SourceInfo, TensorSpec
 from pipeline.core.errors import ConfigError, ExportError, UnsupportedRouteError
 from pipeline.intake import load_model
@@ -31,7 +31,7 @@ def _assert_agrees(outputs, source):
 
 
 def test_torch_to_tfjs_takes_nhwc_and_agrees_in_node(torch_bundle, tmp_path):
-    stages = onnx_bridge.convert_torch_to_tfjs(torch_bundle, tmp_path, quantization_config("none"))
+    stages = torch_to_tfjs.convert_torch_to_tfjs(torch_bundle, tmp_path, quantization_config("none"))
     assert stages == ()
     assert "TF_USE_LEGACY_KERAS" not in os.environ  # onnx2tf sets it at import; the bridge must undo that
     session = TFJSNodeRuntime().load(tmp_path / "model.json", "wasm")
@@ -42,15 +42,15 @@ def test_torch_to_tfjs_takes_nhwc_and_agrees_in_node(torch_bundle, tmp_path):
 
 
 def test_torch_to_tfjs_can_keep_the_nchw_input(torch_bundle, tmp_path):
-    onnx_bridge.convert_torch_to_tfjs(torch_bundle, tmp_path, quantization_config("none"), input_layout="NCHW")
+    torch_to_tfjs.convert_torch_to_tfjs(torch_bundle, tmp_path, quantization_config("none"), input_layout="NCHW")
     session = TFJSNodeRuntime().load(tmp_path / "model.json", "cpu")
     assert session.input_shape == (1, 1, 8, 8)
     _assert_agrees(session.run(torch_bundle.eval_data.x), torch_bundle.predict(torch_bundle.eval_data.x))
 
 
 def test_saved_model_bundle_moves_the_data_to_the_saved_model_layout(torch_bundle, tmp_path):
-    saved = onnx_bridge.torch_to_tf_saved_model(torch_bundle, tmp_path)
-    tf_bundle = onnx_bridge.saved_model_bundle(torch_bundle, saved, "NHWC")
+    saved = torch_to_tfjs.torch_to_tf_saved_model(torch_bundle, tmp_path)
+    tf_bundle = torch_to_tfjs.saved_model_bundle(torch_bundle, saved, "NHWC")
     assert tf_bundle.framework == "tensorflow" and tf_bundle.input_spec.shape == (1, 8, 8, 1)
     assert tf_bundle.eval_data.layout == "NHWC" and tf_bundle.eval_data.x.shape == (360, 8, 8, 1)
     assert tf_bundle.calibration_data.layout == "NHWC" and torch_bundle.eval_data.layout == "NCHW"
@@ -58,11 +58,11 @@ def test_saved_model_bundle_moves_the_data_to_the_saved_model_layout(torch_bundl
 
 
 def test_keras_to_executorch_agrees_in_the_runtime(keras_bundle, tmp_path):
-    stages, report = onnx_bridge.convert_keras_to_executorch(
+    stages, report = tf_to_executorch.convert_keras_to_executorch(
         keras_bundle, tmp_path / "model.pte", quantization_config("none"), "xnnpack"
     )
     assert stages == ()
-    assert report["delegated_share"] == 1.0 and report["ops_not_delegated"] == []
+    assert report.delegated_share == 1.0 and report.ops_not_delegated == ()
     session = ExecuTorchRuntime().load(tmp_path / "model.pte", "xnnpack")
     x = keras_bundle.eval_data.x  # NHWC: the torch module keeps the Keras layout
     _assert_agrees(session.run(x), keras_bundle.predict(x))
@@ -71,7 +71,7 @@ def test_keras_to_executorch_agrees_in_the_runtime(keras_bundle, tmp_path):
 def test_keras_to_torch_module_keeps_the_keras_layout(keras_bundle, tmp_path):
     import torch
 
-    module = onnx_bridge.keras_to_torch_module(keras_bundle, tmp_path)
+    module = tf_to_executorch.keras_to_torch_module(keras_bundle, tmp_path)
     x = keras_bundle.eval_data.x[:1]
     assert x.shape == (1, 8, 8, 1)
     with torch.no_grad():
@@ -93,7 +93,7 @@ def test_op_without_onnx2tf_converter_is_named(tmp_path):
             return torch.bitwise_not((x * 10).to(torch.int32)).to(torch.float32)
 
     with pytest.raises(ExportError, match=r"PyTorch -> TF.js step 2/3 \(onnx2tf\) failed on op BitwiseNot"):
-        onnx_bridge.convert_torch_to_tfjs(_torch_bundle(BitwiseNot()), tmp_path / "out", quantization_config("none"))
+        torch_to_tfjs.convert_torch_to_tfjs(_torch_bundle(BitwiseNot()), tmp_path / "out", quantization_config("none"))
     assert not (tmp_path / "out").exists()
 
 
@@ -105,7 +105,7 @@ def test_op_without_onnx_translation_is_named(tmp_path):
             return torch.special.zeta(x, x + 1)
 
     with pytest.raises(ExportError, match=r"step 1/3 \(torch.onnx.export\) failed on op prims.zeta.*custom_translation_table"):
-        onnx_bridge.convert_torch_to_tfjs(_torch_bundle(Zeta()), tmp_path / "out", quantization_config("none"))
+        torch_to_tfjs.convert_torch_to_tfjs(_torch_bundle(Zeta()), tmp_path / "out", quantization_config("none"))
     assert not (tmp_path / "out").exists()
 
 
@@ -120,17 +120,18 @@ def test_tf_op_without_onnx_equivalent_is_named(tmp_path):
     module = LogGamma()
     tf.saved_model.save(module, str(tmp_path / "saved"), signatures=module.__call__)
     with pytest.raises(ExportError, match=r"Keras/SavedModel -> ExecuTorch step 2/5 \(tf2onnx\) failed on op Lgamma"):
-        onnx_bridge.convert_keras_to_executorch(load_model(str(tmp_path / "saved")), tmp_path / "model.pte",
-                                                quantization_config("none"), "xnnpack")
+        tf_to_executorch.convert_keras_to_executorch(load_model(str(tmp_path / "saved")), tmp_path / "model.pte",
+                                                     quantization_config("none"), "xnnpack")
 
 
 def test_impossible_modes_are_refused_before_converting(torch_bundle, keras_bundle, tmp_path):
-    with pytest.raises(UnsupportedRouteError, match="Supported for target tfjs"):
-        onnx_bridge.convert_torch_to_tfjs(torch_bundle, tmp_path / "tfjs", quantization_config("int8"))
+    with pytest.raises(UnsupportedRouteError, match=r"'int8' cannot be expressed for target tfjs from a torch model.*"
+                       r"Options: none, fp16, uint8, uint16\. Routes that express int8: .*torch -> tflite"):
+        torch_to_tfjs.convert_torch_to_tfjs(torch_bundle, tmp_path / "tfjs", quantization_config("int8"))
     with pytest.raises(UnsupportedRouteError, match="Options: none, dynamic-int8, int8"):
-        onnx_bridge.convert_keras_to_executorch(keras_bundle, tmp_path / "m.pte", quantization_config("fp16"), "xnnpack")
+        tf_to_executorch.convert_keras_to_executorch(keras_bundle, tmp_path / "m.pte", quantization_config("fp16"), "xnnpack")
     with pytest.raises(ConfigError, match="input_layout 'NCWH' is not known. Options: NHWC, NCHW"):
-        onnx_bridge.convert_torch_to_tfjs(torch_bundle, tmp_path / "tfjs", quantization_config("none"), input_layout="NCWH")
+        torch_to_tfjs.convert_torch_to_tfjs(torch_bundle, tmp_path / "tfjs", quantization_config("none"), input_layout="NCWH")
     assert not list(tmp_path.iterdir())
 
 
@@ -151,10 +152,10 @@ def test_mobilenet_style_keras_ops_reach_xnnpack(tmp_path):
     ])
     model.save(tmp_path / "block.keras")
     bundle = load_model(str(tmp_path / "block.keras"))
-    stages, report = onnx_bridge.convert_keras_to_executorch(
+    stages, report = tf_to_executorch.convert_keras_to_executorch(
         bundle, tmp_path / "model.pte", quantization_config("none"), "xnnpack"
     )
-    assert report["ops_not_delegated"] == [] and report["delegated_share"] == 1.0
+    assert report.ops_not_delegated == () and report.delegated_share == 1.0
     x = np.random.default_rng(0).uniform(0, 1, (3, 16, 16, 3)).astype(np.float32)
     outputs = ExecuTorchRuntime().load(tmp_path / "model.pte", "xnnpack").run(x)
     np.testing.assert_allclose(outputs, model.predict(x, verbose=0), atol=1e-5)

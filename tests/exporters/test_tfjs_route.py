@@ -86,7 +86,7 @@ def test_saved_model_source_keeps_its_dynamic_batch(bundle, tmp_path):
 
 @pytest.mark.parametrize("mode", ["dynamic-int8", "int8"])
 def test_integer_compute_modes_are_refused_with_the_options(bundle, tmp_path, mode):
-    with pytest.raises(UnsupportedRouteError, match=rf"'{mode}'.*Supported for target tfjs: none, fp16, uint8, uint16"):
+    with pytest.raises(UnsupportedRouteError, match=rf"'{mode}'.*TF.js quantizes weights only.*Options: none, fp16, uint8, uint16\."):
         convert_tf_to_tfjs(bundle, tmp_path, quantization_config(mode))
     assert not (tmp_path / "model.json").exists()
 

@@ -95,12 +95,14 @@ def test_qat_is_not_expressible_for_tfjs(bundles, tmp_path, framework):
 
 
 def test_qat_is_refused_on_the_keras_onnx_bridge_to_executorch(bundles, tmp_path):
-    with pytest.raises(UnsupportedRouteError, match="'qat-int8' is not supported on the ExecuTorch route"):
+    with pytest.raises(UnsupportedRouteError, match=r"'qat-int8' cannot be expressed for target executorch from a keras "
+                       r"model: QAT fine-tunes the source model.*Options: none, dynamic-int8, int8\. .*torch -> executorch"):
         export_bundle(bundles["keras"], "executorch", QAT, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_qat_needs_a_keras_model_not_a_saved_model(bundles, tmp_path):
     saved_model = replace(bundles["keras"], framework="tensorflow")
-    with pytest.raises(UnsupportedRouteError, match="not expressible for a SavedModel source"):
+    with pytest.raises(UnsupportedRouteError, match=r"'qat-int8' cannot be expressed for target tflite from a tensorflow "
+                       r"model: QAT fine-tunes a Keras model.*export the Keras model \(\.keras\) instead"):
         export_bundle(saved_model, "tflite", QAT, tmp_path / "out")

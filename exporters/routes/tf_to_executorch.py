@@ -1,0 +1,118 @@
+"""Keras / SavedModel -> ExecuTorch with ONNX as the bridge.
+
+SavedModel -> tf2onnx -> onnx2fx (FX GraphModule, rewritten by onnx_rewrites) -> torch.export, then the
+ExecuTorch lowering (torch_to_executorch). Every step's failure is an ExportError naming the route, the
+step and the op it failed on.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from exporters.base import AppliedStage
+from exporters.routes import torch_to_executorch
+from exporters.routes.onnx_common import OPSET, first_line, on_ops, step_failed
+from exporters.routes.onnx_rewrites import REWRITES
+from exporters.routes.tf_to_tflite import _saved_model_dir
+from pipeline.core.bundle import ModelBundle, TensorSpec
+from pipeline.core.errors import ExportError, PipelineError
+from pipeline.core.records import DelegationReport
+from quantize import QuantizationConfig, explain_refusal, handler_for, register_handler
+
+TF_TO_EXECUTORCH = "Keras/SavedModel -> ExecuTorch"
+TARGET = "executorch"
+BRIDGED_MODES = ("none", "dynamic-int8", "int8")  # the PT2E modes of torch -> executorch; not QAT
+KERAS_TO_EXECUTORCH_ROUTE = (
+    "Keras model.export (SavedModel, batch 1) -> tf2onnx (opset 18) -> onnx2fx (FX GraphModule, NHWC input) "
+    "-> torch.export -> to_edge_transform_and_lower (XnnpackPartitioner) -> to_executorch"
+)
+SAVED_MODEL_TO_EXECUTORCH_ROUTE = KERAS_TO_EXECUTORCH_ROUTE.replace("Keras model.export (SavedModel, batch 1)", "SavedModel")
+
+
+def saved_model_to_onnx(saved_model: Path, spec: TensorSpec) -> Any:
+    """Step 2/5: tf2onnx on the SavedModel's `serving_default` signature (batch 1); ExportError on TF ops ONNX lacks."""
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    loaded = tf.saved_model.load(str(saved_model))  # keep a reference: the signature needs its variables
+    signature = loaded.signatures["serving_default"]
+    name = next(iter(signature.structured_input_signature[1]))
+    function = tf.function(lambda x: next(iter(signature(**{name: x}).values())))
+    try:
+        proto, _ = tf2onnx.convert.from_function(
+            function, input_signature=[tf.TensorSpec([1, *spec.shape[1:]], tf.float32, name=name)], opset=OPSET
+        )
+    except Exception as exc:
+        raise step_failed(TF_TO_EXECUTORCH, "2/5 (tf2onnx)", "", first_line(exc),
+                          "Simplify the model's TF graph, or export to tflite/tfjs, which take TF ops directly.") from None
+    # tf2onnx leaves ops it cannot convert in the graph under their TF names (continue_on_error)
+    unconverted = [n.op_type for n in proto.graph.node if not onnx.defs.has(n.op_type, n.domain)]
+    if unconverted:
+        raise step_failed(TF_TO_EXECUTORCH, "2/5 (tf2onnx)", on_ops(unconverted), "TF op(s) with no ONNX equivalent",
+                          "Replace them in the model, or export to tflite/tfjs, which take TF ops directly.")
+    return proto
+
+
+def onnx_to_torch_module(model_proto: Any) -> Any:
+    """Step 3/5: onnx2fx turns the ONNX graph into a torch.fx.GraphModule (eval mode, shapes inlined, Gemm as linear)."""
+    import onnx2fx
+
+    try:
+        module = onnx2fx.convert(model_proto)
+    except Exception as exc:  # UnsupportedOpError, ConversionError (both carry op_type)
+        raise step_failed(TF_TO_EXECUTORCH, "3/5 (onnx2fx)", on_ops([getattr(exc, "op_type", None)]), first_line(exc),
+                          "Replace the op in the model, register a handler with onnx2fx.register_op, "
+                          "or export to tflite/tfjs.") from None
+    for rewrite in REWRITES:
+        module = rewrite(module)
+    return module.eval()
+
+
+def keras_to_torch_module(bundle: ModelBundle, scratch_dir: Path) -> Any:
+    """Steps 1-4: a Keras model or SavedModel as a torch.export-able GraphModule (same input layout, batch 1)."""
+    try:
+        saved = _saved_model_dir(bundle, scratch_dir)
+    except Exception as exc:  # Keras raises many types for layers it cannot trace
+        raise step_failed(TF_TO_EXECUTORCH, "1/5 (Keras model.export)", "", first_line(exc),
+                          "Make the model exportable with model.export(format='tf_saved_model').") from None
+    module = onnx_to_torch_module(saved_model_to_onnx(saved, bundle.input_spec))
+    try:
+        torch_to_executorch.export_program(module, torch_to_executorch.example_args(bundle))
+    except PipelineError as exc:
+        raise ExportError(f"{TF_TO_EXECUTORCH} step 4/5 (torch.export) failed: {exc}") from None
+    return module
+
+
+def _bridged(
+    bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig, delegate: str
+) -> tuple[tuple[AppliedStage, ...], DelegationReport]:
+    """The handler of every bridged mode: steps 1-4 here, then the torch -> executorch handler of the same mode."""
+    lower = handler_for(quantization.mode, "torch", TARGET)
+    with tempfile.TemporaryDirectory(prefix="onnx-bridge-") as scratch:
+        module = keras_to_torch_module(bundle, Path(scratch))
+    torch_bundle = replace(bundle, framework="torch", model=module)
+    try:
+        return lower(torch_bundle, model_file, quantization, delegate)
+    except ExportError as exc:
+        raise ExportError(f"{TF_TO_EXECUTORCH} step 5/5 (ExecuTorch lowering) failed: {exc}") from None
+
+
+def convert_keras_to_executorch(
+    bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig, delegate: str
+) -> tuple[tuple[AppliedStage, ...], DelegationReport]:
+    """All five steps: write `model_file`; returns the stages applied and the delegation report.
+
+    An impossible mode is refused (UnsupportedRouteError) before anything is converted.
+    """
+    return handler_for(quantization.mode, bundle.framework, TARGET)(bundle, model_file, quantization, delegate)
+
+
+for _framework in ("keras", "tensorflow"):
+    for _mode in BRIDGED_MODES:
+        register_handler(_mode, _framework, TARGET, _bridged)
+    explain_refusal("qat-int8", _framework, TARGET, "QAT fine-tunes the source model, and this route hands ExecuTorch "
+                    "a graph converted through ONNX instead; export the Keras model to tflite, or choose int8")
