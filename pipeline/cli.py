@@ -16,6 +16,7 @@ from pipeline.core.errors import ConfigError, PipelineError
 
 EXIT_VALIDATION_FAILED = 1
 EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
 
 
 def _quiet_frameworks() -> None:
@@ -331,6 +332,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; no partial artifact was published.", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not bad input: say so, keep the traceback, exit 1
+        from pipeline.core.errors import internal_error_message, write_traceback
+
+        log = write_traceback(Path(getattr(args, "workspace", None) or "workspace") / "logs" / "internal-errors.log", exc)
+        print(f"error: {internal_error_message(exc, log)}", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
 
 
 if __name__ == "__main__":

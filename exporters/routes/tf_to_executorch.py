@@ -18,7 +18,7 @@ from exporters.routes.onnx_common import OPSET, first_line, on_ops, step_failed
 from exporters.routes.onnx_rewrites import REWRITES
 from exporters.routes.tf_to_tflite import _saved_model_dir
 from pipeline.core.bundle import ModelBundle, TensorSpec
-from pipeline.core.errors import ExportError, PipelineError
+from pipeline.core.errors import ExportError, PipelineError, converter_errors, tensorflow_errors
 from pipeline.core.records import DelegationReport
 from quantize import QuantizationConfig, explain_refusal, handler_for, register_handler
 
@@ -42,13 +42,14 @@ def saved_model_to_onnx(saved_model: Path, spec: TensorSpec) -> Any:
     signature = loaded.signatures["serving_default"]
     name = next(iter(signature.structured_input_signature[1]))
     function = tf.function(lambda x: next(iter(signature(**{name: x}).values())))
-    try:
+    def failed(exc: Exception) -> PipelineError:
+        return step_failed(TF_TO_EXECUTORCH, "2/5 (tf2onnx)", "", first_line(exc),
+                           "Simplify the model's TF graph, or export to tflite/tfjs, which take TF ops directly.")
+
+    with converter_errors(failed, "tf2onnx", *tensorflow_errors()):
         proto, _ = tf2onnx.convert.from_function(
             function, input_signature=[tf.TensorSpec([1, *spec.shape[1:]], tf.float32, name=name)], opset=OPSET
         )
-    except Exception as exc:
-        raise step_failed(TF_TO_EXECUTORCH, "2/5 (tf2onnx)", "", first_line(exc),
-                          "Simplify the model's TF graph, or export to tflite/tfjs, which take TF ops directly.") from None
     # tf2onnx leaves ops it cannot convert in the graph under their TF names (continue_on_error)
     unconverted = [n.op_type for n in proto.graph.node if not onnx.defs.has(n.op_type, n.domain)]
     if unconverted:
@@ -60,13 +61,15 @@ def saved_model_to_onnx(saved_model: Path, spec: TensorSpec) -> Any:
 def onnx_to_torch_module(model_proto: Any) -> Any:
     """Step 3/5: onnx2fx turns the ONNX graph into a torch.fx.GraphModule (eval mode, shapes inlined, Gemm as linear)."""
     import onnx2fx
+    from onnx2fx.exceptions import Onnx2FxError
 
-    try:
+    def failed(exc: Exception) -> PipelineError:  # UnsupportedOpError, ConversionError (both carry op_type)
+        return step_failed(TF_TO_EXECUTORCH, "3/5 (onnx2fx)", on_ops([getattr(exc, "op_type", None)]), first_line(exc),
+                           "Replace the op in the model, register a handler with onnx2fx.register_op, "
+                           "or export to tflite/tfjs.")
+
+    with converter_errors(failed, "onnx2fx", Onnx2FxError):
         module = onnx2fx.convert(model_proto)
-    except Exception as exc:  # UnsupportedOpError, ConversionError (both carry op_type)
-        raise step_failed(TF_TO_EXECUTORCH, "3/5 (onnx2fx)", on_ops([getattr(exc, "op_type", None)]), first_line(exc),
-                          "Replace the op in the model, register a handler with onnx2fx.register_op, "
-                          "or export to tflite/tfjs.") from None
     for rewrite in REWRITES:
         module = rewrite(module)
     return module.eval()
@@ -74,11 +77,12 @@ def onnx_to_torch_module(model_proto: Any) -> Any:
 
 def keras_to_torch_module(bundle: ModelBundle, scratch_dir: Path) -> Any:
     """Steps 1-4: a Keras model or SavedModel as a torch.export-able GraphModule (same input layout, batch 1)."""
-    try:
+    def failed(exc: Exception) -> PipelineError:  # Keras raises many types for layers it cannot trace
+        return step_failed(TF_TO_EXECUTORCH, "1/5 (Keras model.export)", "", first_line(exc),
+                           "Make the model exportable with model.export(format='tf_saved_model').")
+
+    with converter_errors(failed, "Keras model.export", *tensorflow_errors()):
         saved = _saved_model_dir(bundle, scratch_dir)
-    except Exception as exc:  # Keras raises many types for layers it cannot trace
-        raise step_failed(TF_TO_EXECUTORCH, "1/5 (Keras model.export)", "", first_line(exc),
-                          "Make the model exportable with model.export(format='tf_saved_model').") from None
     module = onnx_to_torch_module(saved_model_to_onnx(saved, bundle.input_spec))
     try:
         torch_to_executorch.export_program(module, torch_to_executorch.example_args(bundle))

@@ -16,7 +16,7 @@ from typing import Any
 from exporters.base import AppliedStage
 from exporters.routes.tf_to_tflite import _saved_model_dir
 from pipeline.core.bundle import ModelBundle
-from pipeline.core.errors import ExportError, first_line
+from pipeline.core.errors import ExportError, converter_errors, first_line, tensorflow_errors
 from quantize import QuantizationConfig, handler_for, register_handler
 
 KERAS_ROUTE = "Keras model.export (SavedModel, batch 1) -> tensorflowjs.converters.convert_tf_saved_model"
@@ -73,13 +73,12 @@ def _write_tfjs(
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tfjs-export-") as scratch:
         saved_model = _saved_model_dir(bundle, Path(scratch))
-        try:
+        with converter_errors(lambda exc: converter_failure(exc, bundle.source.path), "The TF.js conversion",
+                              *tensorflow_errors()):
             convert_tf_saved_model(
                 str(saved_model), str(out_dir),
                 quantization_dtype_map=dtype_map, weight_shard_size_bytes=shard_size_bytes,
             )
-        except Exception as exc:  # the converter raises ValueError and assorted TF errors
-            raise converter_failure(exc, bundle.source.path) from None
     if not (out_dir / MODEL_JSON).is_file():  # it prints and returns when it cannot freeze the graph
         raise ExportError(f"The TF.js converter wrote no {MODEL_JSON} for {bundle.source.path}; the graph could not be frozen.")
     if quantization.mode == "none":

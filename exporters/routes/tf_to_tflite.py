@@ -12,7 +12,7 @@ from exporters.base import AppliedStage
 from exporters.routes.calibration import calibration_samples
 from exporters.routes.tflite_quantizer import quantize_float_model
 from pipeline.core.bundle import ModelBundle
-from pipeline.core.errors import ExportError, first_line
+from pipeline.core.errors import ExportError, converter_errors, first_line, tensorflow_errors
 from quantize import (
     Int8StaticConfig,
     QatInt8Config,
@@ -71,10 +71,9 @@ def _write_converted(bundle: ModelBundle, model_file: Path, configure: Callable[
         converter = tf.lite.TFLiteConverter.from_saved_model(str(_saved_model_dir(bundle, Path(scratch))))
         if configure is not None:
             configure(converter)
-        try:
+        with converter_errors(lambda exc: converter_failure(exc, bundle.source.path), "The TFLite conversion",
+                              *tensorflow_errors()):
             model_file.write_bytes(converter.convert())
-        except Exception as exc:  # the converter raises ConverterError and assorted others
-            raise converter_failure(exc, bundle.source.path) from None
 
 
 def _converter_stage(quantization: QuantizationConfig) -> tuple[AppliedStage, ...]:
@@ -135,10 +134,9 @@ def _qat_int8(bundle: ModelBundle, model_file: Path, quantization: QatInt8Config
     from quantize.qat.keras_qat import keras_qat_model, qat_tflite_bytes
 
     model, effect = keras_qat_model(bundle, quantization)
-    try:
+    with converter_errors(lambda exc: converter_failure(exc, bundle.source.path), "The TFLite conversion",
+                          *tensorflow_errors()):
         model_file.write_bytes(qat_tflite_bytes(model, bundle.input_spec))
-    except Exception as exc:  # the converter raises ConverterError and assorted others
-        raise converter_failure(exc, bundle.source.path) from None
     return (AppliedStage("quantize", quantization.to_json(), f"{effect['tool']} -> {TOOL}", effect),)
 
 

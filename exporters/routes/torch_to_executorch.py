@@ -13,7 +13,7 @@ import numpy as np
 from exporters.base import AppliedStage
 from exporters.routes.calibration import calibration_samples
 from pipeline.core.bundle import ModelBundle
-from pipeline.core.errors import ExportError, first_line
+from pipeline.core.errors import ExportError, converter_errors, first_line
 from pipeline.core.records import DelegationReport
 from quantize import Int8StaticConfig, QatInt8Config, QuantizationConfig, handler_for, register_handler
 
@@ -36,13 +36,14 @@ def export_program(module: Any, args: tuple[Any, ...]) -> Any:
     """torch.export with an error that points at the construct it could not trace."""
     import torch
 
-    try:
-        return torch.export.export(module, args)
-    except Exception as exc:  # torch.export raises UserError, GuardOnDataDependentSymNode, ...
-        raise ExportError(
+    def untraceable(exc: Exception) -> ExportError:  # UserError, GuardOnDataDependentSymNode, ...
+        return ExportError(
             f"torch.export cannot trace {type(module).__name__}: {first_line(exc, 600)}. Make forward() free of "
             "data-dependent Python control flow (use torch.cond / torch.where), then export again."
-        ) from None
+        )
+
+    with converter_errors(untraceable, "torch.export"):
+        return torch.export.export(module, args)
 
 
 def _pt2e(bundle: ModelBundle, args: tuple[Any, ...], dynamic: bool, per_channel: bool = True,
@@ -77,12 +78,10 @@ def lower(module: Any, args: tuple[Any, ...], model_file: Path, delegate: str,
     if delegate == "none" and stages:
         import executorch.kernels.quantized  # noqa: F401  (registers out-variants of quantized ops)
     partitioners = [XnnpackPartitioner()] if delegate == "xnnpack" else []
-    try:
+    with converter_errors(lambda exc: ExportError(f"ExecuTorch lowering failed: {str(exc)[:600]}"), "ExecuTorch lowering"):
         edge = to_edge_transform_and_lower(program, partitioner=partitioners)
         report = delegation_report(edge.exported_program().graph_module, delegate)
         model_file.write_bytes(edge.to_executorch().buffer)
-    except Exception as exc:
-        raise ExportError(f"ExecuTorch lowering failed: {str(exc)[:600]}") from None
     return stages, report
 
 

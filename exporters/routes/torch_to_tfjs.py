@@ -20,7 +20,7 @@ from exporters.routes import tf_to_tfjs, torch_to_executorch
 from exporters.routes.onnx_common import OPSET, first_line, on_ops, step_failed, strip_colours
 from pipeline.core.bundle import ModelBundle, SourceInfo, TensorSpec
 from pipeline.core.datasets import Dataset
-from pipeline.core.errors import ConfigError, ExportError
+from pipeline.core.errors import ConfigError, ExportError, PipelineError, converter_errors
 from quantize import QuantizationConfig, handler_for, register_handler
 
 INPUT_LAYOUTS = ("NHWC", "NCHW")
@@ -44,18 +44,19 @@ def torch_to_onnx(bundle: ModelBundle) -> Any:
 
     # torch.onnx warns once per op it could register for torchvision, which is not installed (and not needed)
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
-    try:
-        program = torch.onnx.export(bundle.model, torch_to_executorch.example_args(bundle), dynamo=True,
-                                    opset_version=OPSET, verbose=False)
-    except Exception as exc:  # OnnxExporterError, torch.export's UserError, ...
+    def failed(exc: Exception) -> PipelineError:  # OnnxExporterError, torch.export's UserError, ...
         ops = re.findall(r"op='([\w.]+)'|target=torch\.ops\.(\w+\.\w+)", strip_colours(str(exc)))
         detail = first_line(exc, r"No ONNX function|Error when translating|Unsupported")
-        raise step_failed(
+        return step_failed(
             TORCH_TO_TFJS, "1/3 (torch.onnx.export)", on_ops(a or b for a, b in ops),
             re.sub(r"<class '[\w.]+'>: ", "", detail),
             "Replace the op in the model, or register a translation with torch.onnx.export(custom_translation_table=...); "
             "if torch.export cannot trace forward(), remove data-dependent Python control flow.",
-        ) from None
+        )
+
+    with converter_errors(failed, "torch.onnx.export"):
+        program = torch.onnx.export(bundle.model, torch_to_executorch.example_args(bundle), dynamo=True,
+                                    opset_version=OPSET, verbose=False)
     return program.model_proto
 
 

@@ -12,7 +12,7 @@ from exporters.base import AppliedStage
 from exporters.routes.calibration import calibration_samples
 from exporters.routes.tflite_quantizer import quantize_float_model
 from pipeline.core.bundle import ModelBundle
-from pipeline.core.errors import ExportError
+from pipeline.core.errors import ExportError, converter_errors, tensorflow_errors
 from quantize import Int8StaticConfig, QatInt8Config, QuantizationConfig, handler_for, register_handler
 
 ROUTE = "torch.export -> litert_torch.convert (batch 1)"
@@ -33,14 +33,15 @@ def _convert(module: Any, args: tuple[Any, ...], model_file: Path, **kwargs: Any
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
     import litert_torch
 
-    try:
-        litert_torch.convert(module, args, **kwargs).export(str(model_file))
-    except Exception as exc:  # torch.export and the MLIR lowering raise many types
-        raise ExportError(
+    def failed(exc: Exception) -> ExportError:  # torch.export and the MLIR lowering raise many types
+        return ExportError(
             f"litert-torch could not convert {module.__class__.__name__}: {str(exc)[:800]}. "
             "If torch.export cannot trace the model, make its forward free of data-dependent "
             "Python control flow; if an op has no TFLite lowering, replace it."
-        ) from None
+        )
+
+    with converter_errors(failed, "The litert-torch conversion", *tensorflow_errors()):
+        litert_torch.convert(module, args, **kwargs).export(str(model_file))
 
 
 def _pt2e_int8(bundle: ModelBundle, args: tuple[Any, ...], config: Int8StaticConfig) -> tuple[Any, Any]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from pipeline.core.bundle import TensorSpec
-from pipeline.core.errors import IntakeError
+from pipeline.core.errors import IntakeError, converter_errors, first_line, tensorflow_errors
 
 
 def _layout_for_rank(rank: int) -> str:
@@ -21,13 +22,14 @@ def load_keras_file(path: Path) -> tuple[Any, TensorSpec]:
     """Load a `.keras` archive with Keras safe mode on (no arbitrary code in lambdas)."""
     import keras
 
-    try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # Keras raises many types for corrupt archives
-        raise IntakeError(
+    def unreadable(exc: Exception) -> IntakeError:
+        return IntakeError(
             f"Could not read Keras model {path}: {exc}. The file must be a complete `.keras` "
             "archive written by `model.save(...)`; re-save it, or check that it was fully copied."
-        ) from None
+        )
+
+    with converter_errors(unreadable, f"Reading {path}", zipfile.BadZipFile, *tensorflow_errors()):
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
     if len(model.inputs) != 1:
         raise _single_input_error(path, len(model.inputs))
     tensor = model.inputs[0]
@@ -40,10 +42,11 @@ def load_saved_model(path: Path) -> tuple[Any, TensorSpec]:
     """Load a SavedModel directory and describe its `serving_default` signature."""
     import tensorflow as tf
 
-    try:
+    def unreadable(exc: Exception) -> IntakeError:
+        return IntakeError(f"Could not read SavedModel {path}: {first_line(exc)}. Re-export it with tf.saved_model.save.")
+
+    with converter_errors(unreadable, f"Reading {path}", *tensorflow_errors()):
         loaded = tf.saved_model.load(str(path))
-    except Exception as exc:
-        raise IntakeError(f"Could not read SavedModel {path}: {exc}. Re-export it with tf.saved_model.save.") from None
     signature = loaded.signatures.get("serving_default")
     if signature is None:
         raise IntakeError(f"SavedModel {path} has no 'serving_default' signature; export one with tf.saved_model.save.")

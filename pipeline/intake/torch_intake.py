@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import importlib
+import pickle
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pipeline.core.bundle import TensorSpec
-from pipeline.core.errors import ConfigError, IntakeError
+from pipeline.core.errors import ConfigError, IntakeError, converter_errors
 
 
 def _layout_for_rank(rank: int) -> str:
@@ -42,14 +44,15 @@ def load_pt2(path: Path) -> tuple[Any, TensorSpec]:
     """Load a `torch.export.save` archive; returns the ExportedProgram's module."""
     import torch
 
-    try:
-        with _tensors_only_unpickling():
-            program = torch.export.load(str(path))
-    except Exception as exc:
-        raise IntakeError(
+    def unreadable(exc: Exception) -> IntakeError:
+        return IntakeError(
             f"Could not read PyTorch program {path}: {exc}. A `.pt2` must be written by "
             "`torch.export.save` and hold only tensors (pickled Python objects are refused)."
-        ) from None
+        )
+
+    with converter_errors(unreadable, f"Reading {path}", pickle.UnpicklingError, zipfile.BadZipFile), \
+            _tensors_only_unpickling():
+        program = torch.export.load(str(path))
     placeholders = [
         node for node in program.graph.nodes
         if node.op == "placeholder" and node.name in program.graph_signature.user_inputs
@@ -106,18 +109,21 @@ def load_state_dict(model: Any, weights: Path) -> None:
 
     if not weights.is_file():
         raise IntakeError(f"Weights file {weights} does not exist.")
-    try:
+    from safetensors import SafetensorError
+
+    def unreadable(exc: Exception) -> IntakeError:
+        return IntakeError(
+            f"Could not read weights {weights}: {exc}. Weights must be a state dict of tensors "
+            "(torch.save(model.state_dict(), path) or a .safetensors file); pickled objects are refused."
+        )
+
+    with converter_errors(unreadable, f"Reading {weights}", pickle.UnpicklingError, zipfile.BadZipFile, SafetensorError):
         if weights.suffix == ".safetensors":
             from safetensors.torch import load_file
 
             state = load_file(str(weights))
         else:
             state = torch.load(str(weights), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise IntakeError(
-            f"Could not read weights {weights}: {exc}. Weights must be a state dict of tensors "
-            "(torch.save(model.state_dict(), path) or a .safetensors file); pickled objects are refused."
-        ) from None
     if not isinstance(state, dict):
         raise IntakeError(f"Weights file {weights} holds a {type(state).__name__}, not a state dict.")
     try:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, internal_error_message, write_traceback
 from pipeline.core.files import sha256_file
 from pipeline.core.locks import LockBusyError, exclusive_lock
 from pipeline.core.manifest import MANIFEST_FILE, read_manifest
@@ -74,6 +74,10 @@ def _export(cell: ExportCell, model_ref: str, eval_data: str | None, calibration
                       stages=stage_configs(cell.variant.prune))
     except PipelineError as exc:
         return _export_row(cell, str(folder), "failed", str(exc), None, time.perf_counter() - started)
+    except Exception as exc:  # a bug, not the model's fault: the cell fails, its traceback goes to the cell's log
+        log = write_traceback(folder.parent / f"{folder.name}.error.log", exc)
+        return _export_row(cell, str(folder), "failed", internal_error_message(exc, log), None,
+                           time.perf_counter() - started)
     return published_row(cell, folder, started)
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.core.errors import ConfigError
+from pipeline.core.errors import ConfigError, PipelineError
 from pipeline.core.registry import did_you_mean
 
 RECIPE_VERSION = 1
@@ -165,7 +165,7 @@ def _variants(raw: list[Any], targets: list[str], errors: _Errors) -> list[Varia
                 from quantize.pruning import parse_prune
 
                 parse_prune(str(item["prune"]))
-            except Exception as exc:  # ConfigError / UnknownNameError from the stage configs
+            except PipelineError as exc:  # ConfigError / UnknownNameError from the stage configs
                 errors.add(f"{path}.prune", str(exc))
         name = item.get("name") or (mode if "prune" not in item else f"prune{item['prune']}+{mode}")
         variants.append(VariantSpec(name=str(name), quantize=mode, prune=item.get("prune") and str(item["prune"]),

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.bundle import ModelBundle, run_in_batches
-from pipeline.core.errors import ExportError, first_line
+from pipeline.core.errors import ExportError, converter_errors, first_line
 from pipeline.core.versions import package_version
 from quantize.config import QatInt8Config
 from quantize.pruning.common import eval_accuracy, train_torch_model
@@ -72,13 +72,14 @@ def _training_program(bundle: ModelBundle, x: np.ndarray) -> Any:
     model.train()
     example = (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),)
     dynamic = None if bundle.input_spec.shape[0] else ({0: torch.export.Dim.AUTO},)
-    try:
-        return torch.export.export(model, example, dynamic_shapes=dynamic).module()
-    except Exception as exc:  # torch.export raises UserError, GuardOnDataDependentSymNode, ...
-        raise ExportError(
+    def untraceable(exc: Exception) -> ExportError:
+        return ExportError(
             f"torch.export cannot trace {type(bundle.model).__name__} in training mode for QAT: {first_line(exc)}. "
             "Make forward() free of data-dependent Python control flow, or choose --quantize int8."
-        ) from None
+        )
+
+    with converter_errors(untraceable, "Tracing the model for QAT"):
+        return torch.export.export(model, example, dynamic_shapes=dynamic).module()
 
 
 def qat_torch(bundle: ModelBundle, config: QatInt8Config, quantizer: Any, *,
