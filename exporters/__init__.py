@@ -4,7 +4,7 @@ Importing this package imports every route module, so each (mode, route) handler
 registry queries are re-exported here for callers that need both (`pipeline routes`, the sweep, the demo).
 """
 
-from exporters.base import AppliedStage, Exporter, ExportOutput
+from exporters.base import AppliedStage, Exporter, ExportOutput, toolchain
 from exporters.executorch import ExecuTorchExporter
 from exporters.tfjs import TFJSExporter
 from exporters.tflite import TFLiteExporter
@@ -17,4 +17,4 @@ EXPORTERS.register("executorch", ExecuTorchExporter())
 EXPORTERS.register("tfjs", TFJSExporter())
 
 __all__ = ["EXPORTERS", "AppliedStage", "ExecuTorchExporter", "ExportOutput", "Exporter", "TFJSExporter", "TFLiteExporter",
-           "handler_for", "modes_for", "routes_for", "target_modes"]
+           "handler_for", "modes_for", "routes_for", "target_modes", "toolchain"]

@@ -49,8 +49,14 @@ class Exporter(Protocol):
     target: str
     runtime: str
     routes: dict[str, str]
+    packages: dict[str, tuple[str, ...]]  # source framework -> the packages its route runs (versions go in the manifest)
     config_cls: type[Any]
 
     def export(
         self, bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig, config: Any
     ) -> ExportOutput: ...
+
+
+def toolchain(exporter: Exporter) -> tuple[str, ...]:
+    """Every package any of the exporter's routes runs, sorted (a change to one changes the sweep's cache keys)."""
+    return tuple(sorted({package for packages in exporter.packages.values() for package in packages}))

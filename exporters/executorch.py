@@ -12,6 +12,12 @@ from pipeline.core.errors import ConfigError
 from quantize import QuantizationConfig, handler_for
 
 MODEL_FILE = "model.pte"
+_LOWERING = ("torch", "executorch", "torchao")
+PACKAGES = {
+    "torch": _LOWERING,
+    "keras": ("tensorflow", "tf2onnx", "onnx", "onnx2fx", *_LOWERING),
+    "tensorflow": ("tensorflow", "tf2onnx", "onnx", "onnx2fx", *_LOWERING),
+}
 DELEGATES = ("xnnpack", "none")
 
 
@@ -31,6 +37,7 @@ class ExecuTorchExporter:
 
     target = "executorch"
     runtime = "executorch"
+    packages = PACKAGES
     config_cls = ExecuTorchConfig
     routes = {
         "torch": torch_to_executorch.ROUTE,
@@ -41,7 +48,6 @@ class ExecuTorchExporter:
     def export(self, bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig, config: ExecuTorchConfig) -> ExportOutput:
         handler = handler_for(quantization.mode, bundle.framework, self.target)
         stages, report = handler(bundle, out_dir / MODEL_FILE, quantization, config.delegate)
-        bridge = () if bundle.framework == "torch" else ("tensorflow", "tf2onnx", "onnx", "onnx2fx")
         return ExportOutput(
             model_file=MODEL_FILE,
             files=(MODEL_FILE,),
@@ -49,6 +55,6 @@ class ExecuTorchExporter:
             self.routes[bundle.framework].replace("(XnnpackPartitioner)", "(portable kernels, no delegate)"),
             validation_delegate="xnnpack" if config.delegate == "xnnpack" else "portable",
             stages=stages,
-            toolchain_packages=(*bridge, "torch", "executorch", "torchao"),
+            toolchain_packages=PACKAGES[bundle.framework],
             delegation=report,
         )

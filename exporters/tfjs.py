@@ -35,6 +35,7 @@ class TFJSExporter:
 
     target = "tfjs"
     runtime = "tfjs-node"
+    packages = PACKAGES
     config_cls = TFJSConfig
     routes = {
         "keras": tf_to_tfjs.KERAS_ROUTE,

@@ -12,9 +12,9 @@ from quantize import QuantizationConfig, explain_refusal, handler_for
 
 MODEL_FILE = "model.tflite"
 PACKAGES = {
-    "keras": ("tensorflow", "keras"),
-    "tensorflow": ("tensorflow", "keras"),
-    "torch": ("torch", "litert-torch", "ai-edge-quantizer", "torchao"),
+    "keras": ("tensorflow", "keras", "ai-edge-quantizer", "tensorflow-model-optimization", "ai-edge-litert"),
+    "tensorflow": ("tensorflow", "keras", "ai-edge-quantizer", "ai-edge-litert"),
+    "torch": ("torch", "litert-torch", "ai-edge-quantizer", "torchao", "ai-edge-litert"),
 }
 
 
@@ -28,6 +28,7 @@ class TFLiteExporter:
 
     target = "tflite"
     runtime = "litert"
+    packages = PACKAGES
     config_cls = TFLiteConfig
     routes = {
         "keras": tf_to_tflite.KERAS_ROUTE,
@@ -44,7 +45,7 @@ class TFLiteExporter:
             route=self.routes[bundle.framework],
             validation_delegate="xnnpack",
             stages=stages,
-            toolchain_packages=(*PACKAGES[bundle.framework], "ai-edge-litert"),
+            toolchain_packages=PACKAGES[bundle.framework],
         )
 
 

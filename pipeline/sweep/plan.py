@@ -12,8 +12,17 @@ from pipeline.core.versions import toolchain_versions
 from pipeline.sweep.recipe import ModelSpec, Recipe, RuntimeSpec, VariantSpec
 
 T = TypeVar("T")
-KEY_PACKAGES = ("tensorflow", "keras", "tensorflowjs", "torch", "executorch", "litert-torch", "ai-edge-litert",
-                "ai-edge-quantizer", "torchao", "onnx", "onnx2tf", "tf2onnx", "onnx2fx", "torch-pruning")
+STAGE_PACKAGES = ("torch-pruning", "tensorflow-model-optimization")  # pruning runs before any exporter
+
+
+def key_packages() -> tuple[str, ...]:
+    """The packages whose versions are part of every cache key: each exporter's toolchain, the runtimes, the stages."""
+    from device_runtime import RUNTIMES
+    from exporters import EXPORTERS, toolchain
+
+    packages = {p for _, exporter in EXPORTERS.items() for p in toolchain(exporter)}
+    packages |= {p for _, runtime in RUNTIMES.items() for p in runtime.packages}
+    return tuple(sorted(packages | set(STAGE_PACKAGES)))
 
 
 def content_key(*parts: Any) -> str:
@@ -32,7 +41,7 @@ class ExportCell:
 
     def key(self, source_sha256: str) -> str:
         """Changes when the source model, the variant, the target or any toolchain version changes."""
-        return content_key("export", source_sha256, asdict(self.variant), self.target, toolchain_versions(*KEY_PACKAGES))
+        return content_key("export", source_sha256, asdict(self.variant), self.target, toolchain_versions(*key_packages()))
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,7 @@ class BenchCell:
         from device_runtime.device_scripts.edge_bench import PROTOCOL_VERSION
 
         return content_key("bench", manifest_sha256, asdict(self.runtime), self.device, measure, PROTOCOL_VERSION,
-                           (calibration or {}).get("active_fraction"), toolchain_versions(*KEY_PACKAGES))
+                           (calibration or {}).get("active_fraction"), toolchain_versions(*key_packages()))
 
 
 @dataclass(frozen=True)
