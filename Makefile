@@ -34,7 +34,7 @@ test-fast: setup lint
 	$(BIN)/pytest -m "not slow"
 
 lint: setup
-	$(BIN)/ruff check pipeline quantize exporters device_runtime demo_app tests benchmarks
+	$(BIN)/ruff check pipeline quantize exporters device_runtime demo_app tests benchmarks examples
 	$(BIN)/lint-imports --no-logo --no-cache
 
 clean:

@@ -1,10 +1,10 @@
-"""The leaderboard's data: store entries (pipeline.report) with their latency stats, filters, and artifact discovery."""
+"""The leaderboard's data: the pipeline's leaderboard (pipeline.leaderboard) with app links, filters, and artifact discovery."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -12,13 +12,11 @@ from urllib.parse import urlencode
 import pandas as pd
 
 from demo_app.config import Workspace
-from pipeline.report import load_entries, pareto_front
+from pipeline.leaderboard import leaderboard
 
 # (column, label) of every leaderboard filter, in the order the sidebar shows them.
 FILTERS = (("model", "Model"), ("framework", "Source framework"), ("target", "Target"), ("variant", "Variant / stages"),
            ("runtime", "Runtime"), ("delegate", "Delegate"), ("device", "Device profile"), ("kind", "Measured / emulated"))
-STATS = ("latency_ms_p99", "latency_ms_mean", "latency_ms_std", "latency_ms_min", "latency_ms_max", "latency_cv",
-         "runs", "load_ms", "first_inference_ms", "peak_rss_bytes")
 
 
 @dataclass(frozen=True)
@@ -70,34 +68,16 @@ def detail_url(artifact_dir: str, measurement_id: int | None = None) -> str:
     return "detail?" + urlencode(params)
 
 
-def _stats(store: Path) -> dict[int, dict[str, Any]]:
-    from pipeline.results import fetch_measurements, open_store
-
-    with open_store(store) as connection:
-        rows = fetch_measurements(connection, status="ok")
-    return {row["id"]: {**json.loads(row["result_json"] or "{}"), **{k: row[k] for k in STATS if k in row}} for row in rows}
-
-
 def load_leaderboard(workspace: Workspace) -> pd.DataFrame:
-    """One row per latest ok measurement (pipeline.report.load_entries) with p99/min/max, label and Pareto flag."""
-    if not workspace.store.is_file():  # reading must not create a store
-        return pd.DataFrame()
-    entries = load_entries(workspace.store)
-    if not entries:
-        return pd.DataFrame()
-    front: set[int] = set()
-    for key in {(e.model, e.device) for e in entries}:
-        front |= pareto_front([e for e in entries if (e.model, e.device) == key])
-    stats = _stats(workspace.store)
-    rows = []
-    for entry in entries:
-        extra = stats.get(entry.measurement_id, {})
-        path = workspace.resolve(entry.artifact_dir)
-        rows.append({**asdict(entry), **{k: extra.get(k) for k in STATS}, "pareto": entry.measurement_id in front,
-                     "artifact": artifact_label(path, workspace), "artifact_path": str(path),
-                     "runtime_delegate": f"{entry.runtime}/{entry.delegate}",
-                     "detail": detail_url(entry.artifact_dir, entry.measurement_id)})
-    return pd.DataFrame(rows)
+    """The leaderboard (pipeline.leaderboard, as `pipeline.results()` returns it) with the app's label, path and link."""
+    frame = leaderboard(workspace.store)
+    if frame.empty:
+        return frame
+    paths = [workspace.resolve(d) for d in frame["artifact_dir"]]
+    return frame.assign(
+        artifact=[artifact_label(path, workspace) for path in paths], artifact_path=[str(path) for path in paths],
+        detail=[detail_url(d, int(m)) for d, m in zip(frame["artifact_dir"], frame["measurement_id"], strict=True)],
+    )
 
 
 def default_selection(frame: pd.DataFrame) -> dict[str, list[str]]:

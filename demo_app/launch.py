@@ -17,9 +17,9 @@ def app_command(workspace: Path, port: int, address: str | None = None) -> list[
             "--", "--workspace", str(Path(workspace).resolve())]
 
 
-def launch(workspace: Path, port: int) -> int:
-    """Run the app in the foreground until it is stopped; returns Streamlit's exit code."""
-    process = subprocess.Popen(app_command(workspace, port))
+def launch(workspace: Path, port: int, address: str = "127.0.0.1") -> int:
+    """Run the app in the foreground until it is stopped (listening on `address` only); returns Streamlit's exit code."""
+    process = subprocess.Popen(app_command(workspace, port, address))
     try:
         return process.wait()
     except KeyboardInterrupt:  # Streamlit got the same SIGINT and is shutting down

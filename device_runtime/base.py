@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from device_runtime.inputs import InputSignature
 from pipeline.core.records import DelegationReport
 
 
@@ -31,6 +32,10 @@ class Session(Protocol):
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Run a batch of float inputs in the model's layout; returns float outputs."""
+        ...
+
+    def input_signature(self) -> InputSignature:
+        """The first input's shape, element type and value range, read from the runtime after loading."""
         ...
 
     def benchmark(self, x: np.ndarray, labels: np.ndarray | None, protocol: Any) -> dict[str, Any]:

@@ -11,11 +11,15 @@ import numpy as np
 
 from device_runtime.base import Availability
 from device_runtime.device_scripts.edge_bench import Protocol, PteProgram, measure, run_batch
+from device_runtime.inputs import InputSignature
 from pipeline.core.errors import ArtifactError, RuntimeUnavailableError, UnknownNameError
 from pipeline.core.registry import unknown_name_message
 
 DELEGATES = ("xnnpack", "portable")
 BACKEND_NAMES = {"xnnpack": "XnnpackBackend"}
+# ExecuTorch ScalarType codes -> numpy names (the tensor metadata reports the code)
+SCALAR_TYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 7: "float64",
+                11: "bool", 15: "bfloat16"}
 
 
 @dataclass
@@ -40,6 +44,11 @@ class ExecuTorchSession:
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return run_batch(self.program, x)
+
+    def input_signature(self) -> InputSignature:
+        """The first input's shape and element type, from the loaded method's metadata."""
+        meta = self.program.method.metadata.input_tensor_meta(0)
+        return InputSignature(tuple(int(d) for d in meta.sizes()), SCALAR_TYPES.get(int(meta.dtype()), str(meta.dtype())))
 
     def benchmark(self, x: np.ndarray, labels: np.ndarray | None, protocol: Protocol) -> dict[str, Any]:
         """Time single-sample runs with the harness protocol (the on-device script's `measure`)."""

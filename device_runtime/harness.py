@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from device_runtime.device_scripts.edge_bench import Protocol
+from device_runtime.inputs import MODEL_SUFFIXES, SYNTHETIC, TFJS_MODEL, bare_model_target
 from device_runtime.profiles import PROFILES, DeviceProfile
 from device_runtime.throttle import WorkerMonitor
 from device_runtime.worker import READY_FD_ENV
-from pipeline.core.errors import ConfigError, DataError, UnknownNameError
+from pipeline.core.console import quiet_frameworks, verbosity
+from pipeline.core.errors import ArtifactError, ConfigError, DataError, UnknownNameError
 from pipeline.core.files import sha256_file
 from pipeline.core.locks import exclusive_lock
 from pipeline.core.manifest import MANIFEST_FILE, read_manifest
@@ -28,7 +30,12 @@ from pipeline.core.versions import toolchain_versions
 
 @dataclass(frozen=True)
 class BenchRequest:
-    """What to measure and under which conditions."""
+    """What to measure and under which conditions.
+
+    `artifact_dir` is an artifact directory, or a bare model file (`.tflite`, `.pte`, TF.js `model.json` or
+    its directory) measured without a manifest. `inputs` is None for the artifact's own eval.npz, 'synthetic'
+    (inputs made from the model's signature) or an `.npz` path. `log_file` receives the worker's stderr.
+    """
 
     artifact_dir: Path
     runtime: str
@@ -39,24 +46,47 @@ class BenchRequest:
     timeout_s: float = 600.0
     active_fraction: float = 1.0
     calibration: dict[str, Any] | None = None
+    inputs: str | None = None
+    log_file: Path | None = None
+
+
+def _target_and_inputs(path: Path, inputs: str | Path | None) -> tuple[str, str | None]:
+    """The target of an artifact directory or bare model file, and what it runs on; raises before any work."""
+    if inputs is not None and str(inputs) != SYNTHETIC and not Path(inputs).is_file():
+        raise DataError(f"Input file {inputs} does not exist; pass an .npz with array 'x' (and optional labels 'y'), "
+                        f"or leave --input out for synthetic inputs.")
+    target = bare_model_target(path)
+    if target is not None:
+        return target, str(inputs) if inputs is not None else SYNTHETIC
+    if not path.exists():
+        raise ArtifactError(f"{path} does not exist; pass an artifact directory written by `pipeline export` or a "
+                            f"model file ({', '.join(sorted(MODEL_SUFFIXES))}).")
+    if not path.is_dir():
+        raise ArtifactError(f"{path} is not a model file pipeline bench can run: it takes artifact directories and "
+                            f".tflite, .pte and TF.js {TFJS_MODEL} files.")
+    manifest = read_manifest(path)
+    if inputs is None and not manifest.get("eval_data"):
+        raise DataError(f"{path} has no eval.npz, so there is no real input to time it on; re-export it with "
+                        "evaluation data (a zoo model, or --eval-data FILE.npz), pass --input FILE.npz, "
+                        "or --input synthetic.")
+    return manifest["target"], str(inputs) if inputs is not None else None
 
 
 def resolve_request(
     artifact_dir: Path, runtime: str | None, delegate: str | None, profile_name: str, threads: int | None,
     protocol: Protocol, active_fraction: float = 1.0, calibration: dict[str, Any] | None = None,
+    inputs: str | Path | None = None,
 ) -> BenchRequest:
-    """Fill defaults from the manifest and profile; raise for impossible combinations before any work."""
+    """Fill defaults from the manifest (or the model file's type) and profile; raise for impossible combinations
+    before any work. `inputs`: None (an artifact's eval.npz; synthetic for a bare model file), 'synthetic', or an .npz."""
     from device_runtime import RUNTIMES, default_runtime, runtimes_for
 
-    manifest = read_manifest(artifact_dir)
-    if not manifest.get("eval_data"):
-        raise DataError(f"{artifact_dir} has no eval.npz, so there is no real input to time it on; "
-                        "re-export it with evaluation data (a zoo model, or --eval-data FILE.npz).")
-    runtime = runtime or default_runtime(manifest["target"])
+    target, inputs = _target_and_inputs(Path(artifact_dir), inputs)
+    runtime = runtime or default_runtime(target)
     runtime_impl = RUNTIMES.get(runtime)
-    if runtime not in runtimes_for(manifest["target"]):
-        options = ", ".join(runtimes_for(manifest["target"]))
-        raise ConfigError(f"Runtime {runtime} cannot run a {manifest['target']} artifact; use {options}.")
+    if runtime not in runtimes_for(target):
+        options = ", ".join(runtimes_for(target))
+        raise ConfigError(f"Runtime {runtime} cannot run a {target} artifact; use {options}.")
     delegate = delegate or runtime_impl.default_delegate
     if delegate not in runtime_impl.delegates:
         raise UnknownNameError(unknown_name_message(f"{runtime} delegate", delegate, list(runtime_impl.delegates)))
@@ -65,7 +95,7 @@ def resolve_request(
     if threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}.")
     return BenchRequest(artifact_dir, runtime, delegate, threads, profile, protocol,
-                        active_fraction=active_fraction, calibration=calibration)
+                        active_fraction=active_fraction, calibration=calibration, inputs=inputs)
 
 
 def _parse_reply(stdout: str) -> dict[str, Any] | None:
@@ -96,21 +126,48 @@ def throttled_protocol(request: BenchRequest) -> Protocol:
     return replace(request.protocol, min_sample_ms=max(request.protocol.min_sample_ms, span_ms))
 
 
-def _spawn(request: BenchRequest) -> tuple[dict[str, Any], int]:
-    """Run the worker; returns its reply (or a failure description) and the peak RSS the monitor saw."""
-    cores = request.profile.usable_cores()
+def model_file(request: BenchRequest) -> Path:
+    """The file the worker loads: a bare model file itself, or the model named by the artifact's manifest."""
+    path = Path(request.artifact_dir)
+    if bare_model_target(path) is not None:
+        return path / TFJS_MODEL if path.is_dir() else path
+    return path / read_manifest(path)["model_file"]
+
+
+def _payload(request: BenchRequest) -> dict[str, Any]:
     payload = {"artifact_dir": str(request.artifact_dir), "runtime": request.runtime, "delegate": request.delegate,
                "threads": request.threads, "protocol": asdict(throttled_protocol(request))}
+    if request.inputs is not None or bare_model_target(Path(request.artifact_dir)) is not None:
+        payload.update(model_file=str(model_file(request)), inputs=request.inputs or SYNTHETIC)
+    return payload
+
+
+def _spawn(request: BenchRequest) -> tuple[dict[str, Any], int]:
+    """Run the worker; returns its reply (or a failure description) and the peak RSS the monitor saw.
+
+    The worker's stderr (framework start-up output included) goes to `request.log_file` when one is given;
+    a failure quotes its last lines.
+    """
+    cores = request.profile.usable_cores()
+    payload = _payload(request)
+    env = {**os.environ}
+    quiet_frameworks(env)  # the worker's frameworks read their log levels when they import
+    log = None
+    if request.log_file:
+        request.log_file.parent.mkdir(parents=True, exist_ok=True)
+        log = request.log_file.open("w")
     ready_read, ready_write = os.pipe()  # the worker writes once its runtime is imported (see worker.signal_ready)
     try:
         process = subprocess.Popen(
             [sys.executable, "-m", "device_runtime.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.sched_setaffinity(0, cores),
+            stderr=log or subprocess.PIPE, text=True, preexec_fn=lambda: os.sched_setaffinity(0, cores),
             start_new_session=True,  # its own process group: throttle and kills reach its children too
-            pass_fds=(ready_write,), env={**os.environ, READY_FD_ENV: str(ready_write)},
+            pass_fds=(ready_write,), env={**env, READY_FD_ENV: str(ready_write)},
         )
     finally:
         os.close(ready_write)
+        if log:
+            log.close()  # the worker holds its own descriptor
     cap = request.profile.memory_mb * 1024 * 1024 if request.profile.memory_mb else None
     monitor = WorkerMonitor(process.pid, active_fraction=request.active_fraction, memory_cap_bytes=cap,
                             ready_fd=ready_read)
@@ -123,14 +180,19 @@ def _spawn(request: BenchRequest) -> tuple[dict[str, Any], int]:
         return {"status": "failed", "error": f"worker timed out after {request.timeout_s:.0f} s and was killed"}, monitor.peak_rss_seen
     finally:
         monitor.stop()
+    if request.log_file:
+        stderr = request.log_file.read_text(errors="replace")
+        if verbosity() == "verbose":
+            sys.stderr.write(stderr)
     if monitor.killed_for_memory:
         return {"status": "failed", "error": f"worker killed by the {request.profile.memory_mb} MiB memory cap of "
                 f"profile {request.profile.name} (peak RSS seen {monitor.peak_rss_seen / 2**20:.0f} MiB)"}, monitor.peak_rss_seen
     reply = _parse_reply(stdout)
     if process.returncode != 0 or reply is None:
         how = f"signal {signal.Signals(-process.returncode).name}" if process.returncode < 0 else f"exit code {process.returncode}"
-        tail = " | ".join(stderr.strip().splitlines()[-3:])
-        return {"status": "failed", "error": f"worker died ({how}): {tail[-600:]}"}, monitor.peak_rss_seen
+        tail = " | ".join((stderr or "").strip().splitlines()[-3:])
+        where = f" (log: {request.log_file})" if request.log_file else ""
+        return {"status": "failed", "error": f"worker died ({how}): {tail[-600:]}{where}"}, monitor.peak_rss_seen
     return reply, monitor.peak_rss_seen
 
 
@@ -138,7 +200,7 @@ def run_benchmark(request: BenchRequest) -> Measurement:
     """Measure in an isolated worker; every outcome (including crashes) becomes a Measurement."""
     from device_runtime import RUNTIMES
 
-    manifest = read_manifest(request.artifact_dir)
+    target, sha, manifest = _describe(Path(request.artifact_dir))
     if request.delegate not in request.profile.delegates:
         reply: dict[str, Any] = {"status": "unavailable", "error": (
             f"profile {request.profile.name} has no {request.delegate} delegate "
@@ -161,14 +223,29 @@ def run_benchmark(request: BenchRequest) -> Measurement:
         "throttle_starts": "after the runtime's Python modules are imported (model load and runs are emulated)",
         "calibration": request.calibration,
         "versions": toolchain_versions(*RUNTIMES.get(request.runtime).packages),
-        "manifest": {k: manifest.get(k) for k in ("source", "stages", "route", "size_bytes", "size_bytes_gzip")},
+        "manifest": {k: manifest.get(k) for k in ("source", "stages", "route", "size_bytes", "size_bytes_gzip")}
+        if manifest is not None else None,
+        "inputs": _inputs_label(request),
         "monitor_peak_rss_bytes": peak_seen,
         "bench_slot_wait_s": round(slot_wait, 3),
     }
     return Measurement(
         kind="emulated" if request.profile.emulated else "measured",
-        status=status, artifact_dir=str(request.artifact_dir),
-        manifest_sha256=sha256_file(request.artifact_dir / MANIFEST_FILE), target=manifest["target"],
+        status=status, artifact_dir=str(request.artifact_dir), manifest_sha256=sha, target=target,
         runtime=request.runtime, delegate_requested=request.delegate, delegate_used=used, threads=request.threads,
         device_profile=request.profile.name, result=reply, error=error, context=context,
     )
+
+
+def _describe(path: Path) -> tuple[str, str, dict[str, Any] | None]:
+    """(target, sha256, manifest): an artifact's manifest hash, or a bare model file's own hash and no manifest."""
+    target = bare_model_target(path)
+    if target is None:
+        manifest = read_manifest(path)
+        return manifest["target"], sha256_file(path / MANIFEST_FILE), manifest
+    return target, sha256_file(path / TFJS_MODEL if path.is_dir() else path), None
+
+
+def _inputs_label(request: BenchRequest) -> str:
+    """What a measurement ran on: 'eval.npz' (the artifact's own samples), 'synthetic', or the .npz path given."""
+    return request.inputs if request.inputs is not None else "eval.npz"

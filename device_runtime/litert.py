@@ -11,6 +11,7 @@ import numpy as np
 
 from device_runtime.base import Availability
 from device_runtime.device_scripts.edge_bench import Protocol, load_program, measure, run_batch
+from device_runtime.inputs import InputSignature, quantized_range
 from pipeline.core.errors import ArtifactError, RuntimeUnavailableError, UnknownNameError
 from pipeline.core.records import DelegationReport
 from pipeline.core.registry import unknown_name_message
@@ -48,6 +49,15 @@ class LiteRTSession:
 
     def output_details(self) -> dict[str, Any]:
         return self.program.output
+
+    def input_signature(self) -> InputSignature:
+        """The first input's shape, element type and value range, read from the loaded program."""
+        detail = getattr(self.program, "input", None)
+        if detail is None:  # the GPU accelerator's program takes float buffers of its compiled shape
+            shape = self.program.inputs[0].get_tensor_details()["shape"]
+            return InputSignature(tuple(int(d) for d in shape), "float32")
+        value_range = quantized_range(detail["dtype"], detail["quantization"]) or (0.0, 1.0)
+        return InputSignature(tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name, value_range)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Outputs for a float batch; integer I/O tensors are (de)quantized by the program."""

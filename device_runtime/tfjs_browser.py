@@ -27,7 +27,16 @@ from device_runtime.chromium import (
     find_chromium,
     playwright_installed,
 )
-from device_runtime.tfjs_node import MODEL_JSON, RUNNER_DIR, _input_shape, graph_op_report, graph_ops, read_model_json
+from device_runtime.inputs import InputSignature
+from device_runtime.tfjs_node import (
+    MODEL_JSON,
+    RUNNER_DIR,
+    _input_shape,
+    graph_op_report,
+    graph_ops,
+    read_model_json,
+    tfjs_input_signature,
+)
 from pipeline.core.errors import ArtifactError, DataError, RuntimeUnavailableError, UnknownNameError
 from pipeline.core.records import DelegationReport
 from pipeline.core.registry import unknown_name_message
@@ -48,7 +57,8 @@ NEEDS = {"cpu": ("tf.min.js",), "webgl": ("tf.min.js",), "wasm": ("tf.min.js", "
 EXTRA_FLAGS = {"webgpu": ("--enable-unsafe-webgpu",)}
 
 
-def _page_files() -> dict[str, Path]:
+def page_files() -> dict[str, Path]:
+    """The runner page's files by URL: the page, runner.js and TF.js's dist files (shared with serve-bench)."""
     modules = RUNNER_DIR / "node_modules" / "@tensorflow"
     files = {url: modules / relative for url, relative in DIST.items()}
     page = {"/": PAGE_DIR / "index.html", "/index.html": PAGE_DIR / "index.html", "/runner.js": PAGE_DIR / "runner.js"}
@@ -87,6 +97,10 @@ class TFJSBrowserSession:
     def delegate_used(self) -> str:
         """The backend TF.js reports it ran on in the page."""
         return self.delegate
+
+    def input_signature(self) -> InputSignature:
+        """The first input of the model.json signature (TF.js graph models take float32 here)."""
+        return tfjs_input_signature(self.input_shape, self.model_dir)
 
     def _call(self, function: str, argument: dict[str, Any]) -> dict[str, Any]:
         reply = self.browser.call(f"args => window.edgeRunner.{function}(args)", argument)
@@ -180,7 +194,7 @@ class TFJSBrowserRuntime:
             return Availability(False, CHROMIUM_MISSING)
         if not playwright_installed():
             return Availability(False, PLAYWRIGHT_MISSING)
-        needed = {url: path for url, path in _page_files().items()
+        needed = {url: path for url, path in page_files().items()
                   if not url.startswith("/tfjs/") or any(need in url for need in NEEDS[delegate])}
         missing = [url.rsplit("/", 1)[1] for url, path in needed.items() if not path.is_file()]
         if missing:
@@ -204,7 +218,7 @@ class TFJSBrowserRuntime:
         model_json = model_json / MODEL_JSON if model_json.is_dir() else model_json
         model = read_model_json(model_json)
         shape = _input_shape(model)
-        server = LocalServer(_page_files(), model_json.parent)
+        server = LocalServer(page_files(), model_json.parent)
         flags = EXTRA_FLAGS.get(delegate, ())
         browser = ChromiumPage(server, "/index.html", flags, timeout_s=min(self.timeout_s, 60.0))
         session = TFJSBrowserSession(model_json.parent, delegate, shape, graph_ops(model), browser.open(), threads,

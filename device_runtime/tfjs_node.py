@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from device_runtime.base import Availability
+from device_runtime.inputs import InputSignature
 from pipeline.core.errors import ArtifactError, DataError, RuntimeUnavailableError, UnknownNameError
 from pipeline.core.records import DelegationReport
 from pipeline.core.registry import unknown_name_message
@@ -58,6 +59,14 @@ def _input_shape(model: dict[str, Any]) -> tuple[int | None, ...] | None:
     return tuple(None if int(d.get("size", -1)) < 0 else int(d["size"]) for d in dims)
 
 
+def tfjs_input_signature(shape: tuple[int | None, ...] | None, model_dir: Path) -> InputSignature:
+    """A graph model's input signature; DataError when its model.json has none."""
+    if shape is None:
+        raise DataError(f"{model_dir / MODEL_JSON} has no input signature, so its input shape is unknown; "
+                        "pass --input FILE.npz with real samples.")
+    return InputSignature(shape, "float32")
+
+
 def graph_ops(model: dict[str, Any]) -> list[str]:
     topology = model["modelTopology"]
     nodes = list(topology.get("node", []))
@@ -89,6 +98,10 @@ class TFJSNodeSession:
     def delegate_used(self) -> str:
         """The backend TF.js reports it ran on (set by each run)."""
         return self.delegate
+
+    def input_signature(self) -> InputSignature:
+        """The first input of the model.json signature (TF.js graph models take float32 here)."""
+        return tfjs_input_signature(self.input_shape, self.model_dir)
 
     def _check(self, x: np.ndarray) -> None:
         shape = self.input_shape

@@ -1,7 +1,8 @@
 """The isolated benchmark worker: `python -m device_runtime.worker` reads one JSON request on stdin.
 
-It loads the artifact in its runtime, times it with the protocol of
-`device_runtime.device_scripts.edge_bench`, and prints one JSON result line on stdout.
+It loads the model in its runtime, times it with the protocol of `device_runtime.device_scripts.edge_bench`
+on the artifact's evaluation samples (or a user's .npz, or synthetic inputs), and prints one JSON result line
+on stdout. Its stderr (the frameworks' chatter included) goes where the harness points it: a log file.
 A crash, hang or memory kill here never reaches the parent's results store.
 """
 
@@ -16,16 +17,38 @@ from pathlib import Path
 from typing import Any
 
 
-def _eval_samples(artifact_dir: Path, manifest: dict[str, Any]) -> tuple[Any, Any]:
-    import numpy as np
-
+def _model_and_inputs(request: dict[str, Any]) -> tuple[Path, str]:
+    """The model file and what to run it on: 'synthetic' or an .npz path (an artifact's own eval.npz by default)."""
+    from device_runtime.inputs import SYNTHETIC
     from pipeline.core.errors import DataError
+    from pipeline.core.manifest import read_manifest
 
+    if request.get("model_file"):
+        return Path(request["model_file"]), request.get("inputs") or SYNTHETIC
+    artifact_dir = Path(request["artifact_dir"])
+    manifest = read_manifest(artifact_dir)
     entry = manifest.get("eval_data")
     if not entry:
         raise DataError(f"{artifact_dir} has no eval.npz (exported without evaluation data); re-export with --eval-data.")
-    with np.load(artifact_dir / entry["file"], allow_pickle=False) as data:
-        return data["x"].astype(np.float32), (data["y"] if "y" in data.files else None)
+    return artifact_dir / manifest["model_file"], str(artifact_dir / entry["file"])
+
+
+def _samples(session: Any, inputs: str, model_file: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """(samples, labels or None, what the result records about them)."""
+    from device_runtime.inputs import SYNTHETIC, check_inputs, load_inputs, synthetic_inputs
+    from pipeline.core.errors import DataError
+
+    if inputs == SYNTHETIC:
+        signature = session.input_signature()
+        return synthetic_inputs(signature, model_file), None, {"inputs": SYNTHETIC, "input_signature": signature.to_json()}
+    x, labels = load_inputs(Path(inputs))
+    try:
+        signature = session.input_signature()
+    except DataError:  # a TF.js model without a signature: the runner checks the shape itself
+        signature = None
+    if signature is not None:
+        check_inputs(x, signature, Path(inputs).name, model_file)
+    return x, labels, {"inputs": Path(inputs).name}
 
 
 READY_FD_ENV = "EDGE_BENCH_READY_FD"
@@ -50,10 +73,8 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
     from device_runtime import RUNTIMES
     from device_runtime.device_scripts.edge_bench import Protocol
     from pipeline.core.errors import ArtifactError, RuntimeUnavailableError
-    from pipeline.core.manifest import read_manifest
 
-    artifact_dir = Path(request["artifact_dir"])
-    manifest = read_manifest(artifact_dir)
+    model_file, inputs = _model_and_inputs(request)
     runtime = RUNTIMES.get(request["runtime"])
     availability = runtime.is_available(request["delegate"])
     if not availability.ok:
@@ -61,11 +82,10 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
     for module in PRELOAD.get(request["runtime"], ()):
         importlib.import_module(module)
     signal_ready()
-    model_file = artifact_dir / manifest["model_file"]
-    inputs, labels = _eval_samples(artifact_dir, manifest)
     session = runtime.load(model_file, request["delegate"], request.get("threads"))
     try:
-        result = session.benchmark(inputs, labels, Protocol(**request["protocol"]))
+        samples, labels, described = _samples(session, inputs, model_file)
+        result = session.benchmark(samples, labels, Protocol(**request["protocol"]))
         used = session.delegate_used
     except (ValueError, RuntimeError) as exc:
         raise ArtifactError(
@@ -74,13 +94,16 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
         ) from None
     finally:
         session.close()
-    return {**result, "delegate_used": used}
+    return {**result, **described, "delegate_used": used}
 
 
 def main() -> int:
+    from pipeline.core.console import quiet_frameworks, quiet_python
+
+    quiet_frameworks()  # before any runtime imports its framework (the harness sets them too)
+    quiet_python()
     from pipeline.core.errors import PipelineError, RuntimeUnavailableError
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     request = json.loads(sys.stdin.read())
     started = time.perf_counter()
     try:

@@ -16,5 +16,12 @@ EXPORTERS.register("tflite", TFLiteExporter())
 EXPORTERS.register("executorch", ExecuTorchExporter())
 EXPORTERS.register("tfjs", TFJSExporter())
 
+
+def route_table() -> list[tuple[str, str, tuple[str, ...], str]]:
+    """(source framework, target, quantization modes, converter chain) for every route, targets by name (as `pipeline routes`)."""
+    return [(framework, target, modes_for(framework, target), chain)
+            for target, exporter in EXPORTERS.items() for framework, chain in exporter.routes.items()]
+
+
 __all__ = ["EXPORTERS", "AppliedStage", "ExecuTorchExporter", "ExportOutput", "Exporter", "TFJSExporter", "TFLiteExporter",
-           "handler_for", "modes_for", "routes_for", "target_modes", "toolchain"]
+           "handler_for", "modes_for", "route_table", "routes_for", "target_modes", "toolchain"]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from device_runtime.device_scripts.edge_bench import Protocol
-from device_runtime.harness import resolve_request, run_benchmark
+from device_runtime.harness import BenchRequest, resolve_request, run_benchmark
+from device_runtime.inputs import SYNTHETIC
 from pipeline.core.errors import ConfigError, DataError
 from pipeline.core.records import Measurement
 from pipeline.core.table import format_table
@@ -25,39 +27,89 @@ def _row(m: Measurement) -> tuple[Any, ...]:
             m.kind, m.status, fmt("latency_ms_p50"), fmt("latency_ms_p90"), fmt("latency_ms_p99"),
             round(r["latency_cv"], 3) if r.get("latency_cv") is not None else None, r.get("runs"),
             round(r["peak_rss_bytes"] / 2**20, 1) if r.get("peak_rss_bytes") else None,
-            f"{r['accuracy']:.2%}" if r.get("accuracy") is not None else None)
+            f"{r['accuracy']:.2%}" if r.get("accuracy") is not None else None,
+            Path(str(m.context.get("inputs") or "eval.npz")).name)
 
 
 HEADERS = ["artifact", "runtime", "delegate", "threads", "device", "kind", "status", "p50 ms", "p90 ms", "p99 ms",
-           "cv", "runs", "peak RSS MiB", "accuracy"]
+           "cv", "runs", "peak RSS MiB", "accuracy", "inputs"]
+# `--use_xnnpack=false` (benchmark_model's spelling): the runtime's kernels without XNNPACK
+WITHOUT_XNNPACK = {"litert": "cpu", "executorch": "portable"}
 
 
-def bench_artifacts(args: argparse.Namespace) -> int:
-    """Resolve every request first (so a bad one fails before any work), then measure each in a worker."""
+def requested_delegate(delegate: str | None, use_xnnpack: bool | None, use_gpu: bool | None) -> str | None:
+    """--delegate, or what benchmark_model's --use_xnnpack/--use_gpu ask for; ConfigError when they disagree.
+
+    Returns 'no-xnnpack' for --use_xnnpack=false, resolved per runtime by `without_xnnpack`.
+    """
+    asked = {flag: value for flag, value in (("--use_gpu", "gpu" if use_gpu else None),
+                                             ("--use_xnnpack", {True: "xnnpack", False: "no-xnnpack"}.get(use_xnnpack)))
+             if value}
+    if len(asked) > 1:
+        raise ConfigError("--use_gpu and --use_xnnpack ask for different delegates; pass one of them (or --delegate).")
+    for flag, value in asked.items():
+        if delegate and delegate != value:
+            raise ConfigError(f"--delegate {delegate} and {flag} ask for different delegates; pass one of them.")
+        return value
+    return delegate
+
+
+def without_xnnpack(request: BenchRequest) -> BenchRequest:
+    """A request's delegate for --use_xnnpack=false: the runtime's own kernels (ConfigError where it has none)."""
+    if request.runtime not in WITHOUT_XNNPACK:
+        raise ConfigError(f"--use_xnnpack=false applies to {' and '.join(WITHOUT_XNNPACK)}; {request.runtime} does not "
+                          "use XNNPACK (pass --delegate).")
+    return replace(request, delegate=WITHOUT_XNNPACK[request.runtime])
+
+
+def bench_requests(args: argparse.Namespace) -> list[BenchRequest]:
+    """Every request resolved before any work, so a bad one fails first; each with its worker's log file."""
+    try:
+        protocol = Protocol(args.warmup_runs, args.min_runs, args.min_duration_s)
+    except ValueError as exc:
+        raise ConfigError(f"{exc}.") from None
+    delegate = requested_delegate(args.delegate, args.use_xnnpack, args.use_gpu)
+    requests = []
+    for path in args.artifacts:
+        request = resolve_request(Path(path), args.runtime, None if delegate == "no-xnnpack" else delegate,
+                                  args.device, args.threads, protocol, inputs=args.input)
+        if delegate == "no-xnnpack":
+            request = without_xnnpack(request)
+        log = Path(args.workspace) / "logs" / "bench" / (
+            f"{Path(path).resolve().name}.{request.runtime}-{request.delegate}-{request.profile.name}.log")
+        requests.append(replace(request, timeout_s=args.timeout_s, log_file=log))
+    return requests
+
+
+def bench_artifacts(args: argparse.Namespace) -> list[Measurement]:
+    """Measure each artifact or model file in a worker and append every outcome to the store."""
     from device_runtime.profiles import PROFILES
     from pipeline.calibration import calibration_for
 
-    protocol = Protocol(args.warmup, args.min_runs, args.min_seconds)
-    profile = PROFILES.get(args.device)
-    requests = [resolve_request(Path(a), args.runtime, args.delegate, args.device, args.threads, protocol)
-                for a in args.artifacts]
-    calibration = calibration_for(Path(args.workspace), profile)
+    requests = bench_requests(args)
+    calibration = calibration_for(Path(args.workspace), PROFILES.get(args.device))
     fraction = calibration["active_fraction"] if calibration else 1.0
     measurements = []
     with open_store(Path(args.store)) as store:
         for request in requests:
-            request = type(request)(**{**request.__dict__, "timeout_s": args.timeout, "active_fraction": fraction,
-                                       "calibration": calibration})
+            request = replace(request, active_fraction=fraction, calibration=calibration)
             measurement = run_benchmark(request)
             insert_measurement(store, measurement.to_json())
             measurements.append(measurement)
-    if args.json:
+    return measurements
+
+
+def print_measurements(measurements: list[Measurement], as_json: bool) -> int:
+    """The measurements as a table (or JSON) on stdout; exit code 1 unless every one succeeded."""
+    if as_json:
         print(json.dumps([m.to_json() for m in measurements], indent=2))
     else:
         print(format_table(HEADERS, [_row(m) for m in measurements]))
         for m in measurements:
             if m.error:
                 print(f"{Path(m.artifact_dir).name}: {m.status}: {m.error}")
+        if any(m.context.get("inputs") == SYNTHETIC for m in measurements):
+            print("inputs: synthetic = seeded random values in the model's input signature (no labels, so no accuracy)")
     return 0 if all(m.status == "ok" for m in measurements) else 1
 
 

@@ -65,6 +65,16 @@ def _manifest(artifact_dir: str) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _bare_model(artifact_dir: str) -> dict[str, Any]:
+    """What stands in for the manifest of a model file measured without one (`pipeline bench model.tflite`)."""
+    from pipeline.core.files import gzip_size
+
+    path = Path(artifact_dir)
+    files = [path] if path.is_file() else [p for p in path.glob("*") if p.is_file()]
+    return {"source": {"path": f"{path.parent.name}/{path.name}"}, "size_bytes": sum(p.stat().st_size for p in files),
+            "size_bytes_gzip": sum(gzip_size(p) for p in files)}
+
+
 def load_entries(store_path: Path) -> list[Entry]:
     """Latest ok measurement per (artifact, runtime, delegate, device, threads), joined with its manifest."""
     with open_store(store_path) as store:
@@ -75,17 +85,22 @@ def load_entries(store_path: Path) -> list[Entry]:
         latest.setdefault((row["artifact_dir"], row["runtime"], row["delegate_used"], row["device_profile"], row["threads"]), row)
     entries = []
     for row in latest.values():
-        manifest = _manifest(row["artifact_dir"])
+        # a model file measured without its manifest: no validation, so no accuracy; synthetic inputs say so in kind
+        context = json.loads(row["context_json"] or "{}")
+        bare, synthetic = "manifest" in context and context["manifest"] is None, context.get("inputs") == "synthetic"
+        manifest = _bare_model(row["artifact_dir"]) if bare else _manifest(row["artifact_dir"])
         export = exports.get(row["artifact_dir"], {})
         validation = manifest.get("validation", {})
         delegation = manifest.get("delegation", {})
         source = manifest.get("source", {})
         stages = "+".join(s["name"] if s["name"] != "quantize" else s["config"]["mode"] for s in manifest.get("stages", []))
+        kind = row["kind"] if row["latency_ms_p50"] is not None else f"{row['kind']} (mean only)"
         entries.append(Entry(
-            model=export.get("model") or Path(source.get("path", "?")).stem, framework=export.get("framework") or source.get("framework", "?"),
+            model=export.get("model") or (source["path"] if bare else Path(source.get("path", "?")).stem),
+            framework=export.get("framework") or source.get("framework", "?"),
             variant=export.get("variant") or stages or "fp32", target=row["target"], runtime=row["runtime"],
             delegate=row["delegate_used"] or row["delegate_requested"], device=row["device_profile"],
-            kind=row["kind"] if row["latency_ms_p50"] is not None else f"{row['kind']} (mean only)",
+            kind=f"{kind}, synthetic inputs" if synthetic else kind,
             # a device runner that prints only a mean (android_bench.py) is shown by its mean, and says so
             threads=row["threads"], p50_ms=row["latency_ms_p50"] or row["latency_ms_mean"],
             p90_ms=row["latency_ms_p90"] or row["latency_ms_mean"],
@@ -117,7 +132,13 @@ def _groups(entries: list[Entry]) -> dict[tuple[str, str], list[Entry]]:
 
 
 def _svg_chart(entries: list[Entry], front: set[int], width: int = 640, height: int = 360) -> str:
-    """Accuracy vs p50 latency (log x), marker area ~ size, colour = target; the Pareto front is outlined."""
+    """Accuracy vs p50 latency (log x), marker area ~ size, colour = target; the Pareto front is outlined.
+
+    Entries without an accuracy (a model file measured on synthetic inputs) are in the table, not the chart.
+    """
+    entries = [e for e in entries if e.accuracy is not None]
+    if not entries:
+        return "<p>No accuracy to chart: these measurements ran on synthetic inputs.</p>"
     pad = 50
     xs = [math.log10(max(e.p50_ms, 1e-4)) for e in entries]
     ys = [e.accuracy or 0 for e in entries]

@@ -143,7 +143,10 @@ class TFLiteProgram:
         try:
             from ai_edge_litert.interpreter import Interpreter, OpResolverType
         except ImportError:
-            from tflite_runtime.interpreter import Interpreter, OpResolverType  # type: ignore[no-redef]
+            try:
+                from tflite_runtime.interpreter import Interpreter, OpResolverType  # type: ignore[no-redef]
+            except ImportError:
+                raise MissingRuntime("a .tflite needs LiteRT: pip install ai-edge-litert") from None
         if delegate not in ("xnnpack", "cpu"):
             raise ValueError(f"the LiteRT interpreter runs delegate 'xnnpack' or 'cpu', not '{delegate}'")
         resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if delegate == "cpu" else OpResolverType.AUTO
@@ -263,7 +266,10 @@ class PteProgram:
     """
 
     def __init__(self, path: Path, threads: int | None, delegate: str = "xnnpack") -> None:
-        from executorch.runtime import Runtime
+        try:
+            from executorch.runtime import Runtime
+        except ImportError:
+            raise MissingRuntime("a .pte needs ExecuTorch's runtime: pip install executorch (and torch)") from None
 
         self.backends, self.operators = pte_plan(path.read_bytes())
         self.delegate_used = "xnnpack" if "XnnpackBackend" in self.backends else "portable"
@@ -355,6 +361,53 @@ def _host() -> dict:
             "python": platform.python_version(), "cpus": os.cpu_count()}
 
 
+class MissingRuntime(ImportError):
+    """The runtime package an artifact needs is not installed (the message says what to pip install)."""
+
+
+def first_line(exc: BaseException) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)[:300]
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Measure the artifact as `args` say; raises ValueError/RuntimeError/ImportError/OSError on a mistake."""
+    import numpy as np
+
+    manifest_path = args.artifact_dir / "manifest.json"
+    data_path = args.artifact_dir / "eval.npz"
+    if not manifest_path.is_file() or not data_path.is_file():
+        raise ValueError(f"{args.artifact_dir} needs manifest.json and eval.npz; copy the whole artifact directory "
+                         "that `pipeline export` wrote")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        model_file = args.artifact_dir / manifest["model_file"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"{manifest_path} is not a manifest written by `pipeline export`; copy the artifact "
+                         "directory again") from None
+    if manifest.get("target") == "tfjs":
+        raise ValueError(f"{args.artifact_dir} is a TF.js model: it runs in a browser, so serve it to this device "
+                         "with `pipeline serve-bench ARTIFACT_DIR --host 0.0.0.0` on the workstation")
+    if not model_file.is_file():
+        raise ValueError(f"{model_file} is missing; copy the whole artifact directory")
+    with np.load(data_path, allow_pickle=False) as data:
+        inputs, labels = data["x"].astype(np.float32), (data["y"] if "y" in data.files else None)
+    protocol = Protocol(args.warmup, args.min_runs, args.min_seconds)
+    try:
+        result = measure_file(model_file, inputs, labels, args.threads, args.delegate, protocol)
+    except MissingRuntime:
+        raise
+    except (ValueError, RuntimeError) as exc:
+        raise ValueError(f"{model_file.name} could not be loaded or run ({first_line(exc)}); the file is truncated, "
+                         "corrupt or not for this runtime: copy it again, or re-export it") from None
+    used = result.pop("delegate_used")
+    return {"kind": "measured", "device": args.device_name, "host": _host(), "threads": args.threads,
+            "delegate": args.delegate, "delegate_used": used,
+            "manifest_sha256": hashlib.sha256(manifest_path.read_bytes()).hexdigest(),
+            "artifact": {"target": manifest["target"], "source": manifest["source"], "stages": manifest["stages"],
+                         "size_bytes": manifest["size_bytes"]},
+            "result": result, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark a .tflite/.pte artifact on this device.")
     parser.add_argument("artifact_dir", type=Path)
@@ -366,31 +419,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-seconds", type=float, default=2.0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    import numpy as np
-
-    manifest_path = args.artifact_dir / "manifest.json"
-    data_path = args.artifact_dir / "eval.npz"
-    if not manifest_path.is_file() or not data_path.is_file():
-        print(f"error: {args.artifact_dir} needs manifest.json and eval.npz; copy the whole artifact directory "
-              "that `pipeline export` wrote.", file=sys.stderr)
-        return 2
-    manifest = json.loads(manifest_path.read_text())
-    with np.load(data_path, allow_pickle=False) as data:
-        inputs, labels = data["x"].astype(np.float32), (data["y"] if "y" in data.files else None)
-    protocol = Protocol(args.warmup, args.min_runs, args.min_seconds)
     try:
-        result = measure_file(args.artifact_dir / manifest["model_file"], inputs, labels, args.threads, args.delegate,
-                              protocol)
-    except (ValueError, RuntimeError, ImportError) as exc:
-        print(f"error: {args.artifact_dir}: {exc}", file=sys.stderr)
+        import numpy  # noqa: F401
+    except ImportError:
+        print("error: this script needs numpy: pip install numpy", file=sys.stderr)
         return 2
-    used = result.pop("delegate_used")
-    record = {"kind": "measured", "device": args.device_name, "host": _host(), "threads": args.threads,
-              "delegate": args.delegate, "delegate_used": used, "manifest_sha256": hashlib.sha256(manifest_path.read_bytes()).hexdigest(),
-              "artifact": {"target": manifest["target"], "source": manifest["source"], "stages": manifest["stages"],
-                           "size_bytes": manifest["size_bytes"]},
-              "result": result, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    args.out.write_text(json.dumps(record, indent=2))
+    try:
+        record = run(args)
+        args.out.write_text(json.dumps(record, indent=2))
+    except (ValueError, ImportError, OSError) as exc:  # a user's mistake: one line, never a traceback
+        print(f"error: {first_line(exc)}", file=sys.stderr)
+        return 2
+    result = record["result"]
     print(f"{args.device_name}: p50 {result['latency_ms_p50']:.3f} ms over {result['runs']} runs -> {args.out}")
     return 0
 

@@ -5,12 +5,15 @@
 //   edgeRunner.load({url})                -> load_ms, input shape
 //   edgeRunner.infer({input, shape, bench, timeout_ms}) -> outputs (base64 float32), timings
 //
+// serve-bench's run.js calls the same entry points from a phone's browser.
 // Tensors cross the boundary as base64 little-endian float32. No entry point rejects: a failure
 // resolves to {error, stage} with stage one of backend, load, input, run, bench, timeout.
 'use strict';
 
 const BACKENDS = ['cpu', 'wasm', 'webgl', 'webgpu'];
-const SCRIPTS = { wasm: '/tfjs/tf-backend-wasm.min.js', webgpu: '/tfjs/tf-backend-webgpu.min.js' };
+// TF.js files sit in tfjs/ beside this script (the harness serves it at /, serve-bench under /TOKEN/)
+const BASE = new URL('.', document.currentScript.src).pathname;
+const SCRIPTS = { wasm: `${BASE}tfjs/tf-backend-wasm.min.js`, webgpu: `${BASE}tfjs/tf-backend-webgpu.min.js` };
 const state = { model: null, needsAsync: false, firstMs: null, adapter: null };
 let stage = 'backend';
 
@@ -98,7 +101,7 @@ async function init({ backend, threads }) {
     }
   }
   if (backend === 'wasm') {
-    tf.wasm.setWasmPaths('/tfjs/');
+    tf.wasm.setWasmPaths(`${BASE}tfjs/`);
     if (threads) tf.wasm.setThreadsCount(threads);
   }
   if (!(await tf.setBackend(backend))) throw new Error(`TF.js backend '${backend}' failed to initialise`);

@@ -10,11 +10,12 @@ from pipeline.core.bundle import TensorSpec
 from pipeline.core.errors import IntakeError, converter_errors, first_line, tensorflow_errors
 
 
-def _layout_for_rank(rank: int) -> str:
+def layout_for_rank(rank: int) -> str:
+    """Keras's layout for an input of `rank` dimensions (channels last)."""
     return {4: "NHWC", 2: "NC"}.get(rank, f"rank{rank}")
 
 
-def _single_input_error(path: Path, count: int) -> IntakeError:
+def _single_input_error(path: Path | str, count: int) -> IntakeError:
     return IntakeError(f"{path} has {count} inputs; the pipeline takes models with exactly one input tensor.")
 
 
@@ -30,12 +31,17 @@ def load_keras_file(path: Path) -> tuple[Any, TensorSpec]:
 
     with converter_errors(unreadable, f"Reading {path}", zipfile.BadZipFile, *tensorflow_errors()):
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    return model, keras_input_spec(model, str(path))
+
+
+def keras_input_spec(model: Any, where: str) -> TensorSpec:
+    """The single input of a built Keras model; IntakeError for a model with several inputs."""
     if len(model.inputs) != 1:
-        raise _single_input_error(path, len(model.inputs))
+        raise _single_input_error(where, len(model.inputs))
     tensor = model.inputs[0]
     shape = tuple(None if d is None else int(d) for d in tensor.shape)
     name = getattr(tensor, "name", None) or "input"
-    return model, TensorSpec(name=name, shape=shape, dtype=str(tensor.dtype), layout=_layout_for_rank(len(shape)))
+    return TensorSpec(name=name, shape=shape, dtype=str(tensor.dtype), layout=layout_for_rank(len(shape)))
 
 
 def load_saved_model(path: Path) -> tuple[Any, TensorSpec]:
@@ -55,4 +61,4 @@ def load_saved_model(path: Path) -> tuple[Any, TensorSpec]:
         raise _single_input_error(path, len(inputs))
     name, spec = next(iter(inputs.items()))
     shape = tuple(spec.shape.as_list())
-    return loaded, TensorSpec(name=name, shape=shape, dtype=spec.dtype.name, layout=_layout_for_rank(len(shape)))
+    return loaded, TensorSpec(name=name, shape=shape, dtype=spec.dtype.name, layout=layout_for_rank(len(shape)))

@@ -14,7 +14,8 @@ from pipeline.core.bundle import TensorSpec
 from pipeline.core.errors import ConfigError, IntakeError, converter_errors
 
 
-def _layout_for_rank(rank: int) -> str:
+def layout_for_rank(rank: int) -> str:
+    """PyTorch's layout for an input of `rank` dimensions (channels first)."""
     return {4: "NCHW", 2: "NC"}.get(rank, f"rank{rank}")
 
 
@@ -53,16 +54,21 @@ def load_pt2(path: Path) -> tuple[Any, TensorSpec]:
     with converter_errors(unreadable, f"Reading {path}", pickle.UnpicklingError, zipfile.BadZipFile), \
             _tensors_only_unpickling():
         program = torch.export.load(str(path))
+    return program_module(program, str(path))
+
+
+def program_module(program: Any, where: str) -> tuple[Any, TensorSpec]:
+    """An ExportedProgram's module (in eval mode) and its single input; IntakeError for several inputs."""
     placeholders = [
         node for node in program.graph.nodes
         if node.op == "placeholder" and node.name in program.graph_signature.user_inputs
     ]
     if len(placeholders) != 1:
-        raise IntakeError(f"{path} has {len(placeholders)} inputs; the pipeline takes exactly one input tensor.")
+        raise IntakeError(f"{where} has {len(placeholders)} inputs; the pipeline takes exactly one input tensor.")
     value = placeholders[0].meta["val"]
     shape = tuple(int(d) if isinstance(d, int) else None for d in value.shape)
     dtype = str(value.dtype).removeprefix("torch.")
-    spec = TensorSpec(name=placeholders[0].name, shape=shape, dtype=dtype, layout=_layout_for_rank(len(shape)))
+    spec = TensorSpec(name=placeholders[0].name, shape=shape, dtype=dtype, layout=layout_for_rank(len(shape)))
     module = program.module()
     for submodule in module.modules():  # the program was traced in eval mode; say so
         submodule.training = False
@@ -99,7 +105,7 @@ def load_factory(reference: str, weights: Path | None, input_shape: tuple[int, .
             f"The input shape of '{reference}' cannot be read from the model; pass --input-shape, "
             "e.g. --input-shape 1,3,64,64 (batch first, NCHW)."
         )
-    spec = TensorSpec(name="input", shape=(None, *input_shape[1:]), layout=_layout_for_rank(len(input_shape)))
+    spec = TensorSpec(name="input", shape=(None, *input_shape[1:]), layout=layout_for_rank(len(input_shape)))
     return model.eval(), spec
 
 

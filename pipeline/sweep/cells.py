@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.console import cell_output
 from pipeline.core.errors import PipelineError, internal_error_message, write_traceback
 from pipeline.core.files import sha256_file
 from pipeline.core.locks import LockBusyError, exclusive_lock
@@ -39,6 +40,17 @@ def cell_lock(artifact_dir: Path, name: str) -> Path:
     return artifact_dir.parent / f".{artifact_dir.name}.{name}.lock"
 
 
+def export_log(artifact_dir: Path) -> Path:
+    """Where an export cell's framework output goes (beside its artifact; rewritten by each attempt)."""
+    return artifact_dir.parent / f"{artifact_dir.name}.log"
+
+
+def bench_log(artifact_dir: Path, cell: BenchCell, cell_key: str) -> Path:
+    """Where a benchmark cell's worker writes its stderr (beside the artifact)."""
+    runtime = cell.runtime
+    return artifact_dir.parent / f"{artifact_dir.name}.bench-{runtime.runtime}-{runtime.delegate}-{cell.device}-{cell_key[:8]}.log"
+
+
 def run_export_cell(cell: ExportCell, model_ref: str, eval_data: str | None, calibration: str | None,
                     artifact_dir: str, wait: bool = True, planned_at_ns: int = 0) -> dict[str, Any]:
     """Export one (model, variant, target); returns the `exports` row (failures included, never raised).
@@ -53,7 +65,8 @@ def run_export_cell(cell: ExportCell, model_ref: str, eval_data: str | None, cal
         with exclusive_lock(cell_lock(folder, "export"), wait=wait):
             if planned_at_ns and (_mtime(folder / MANIFEST_FILE) or 0) > planned_at_ns:
                 return published_row(cell, folder, started)
-            return _export(cell, model_ref, eval_data, calibration, folder, started)
+            with cell_output(export_log(folder)):
+                return _export(cell, model_ref, eval_data, calibration, folder, started)
     except LockBusyError as exc:
         return _export_row(cell, artifact_dir, "busy", f"in progress elsewhere ({exc.owner.describe()})", None, 0.0)
 
@@ -120,7 +133,8 @@ def run_bench_cell(cell: BenchCell, artifact_dir: str, measure: MeasureSpec, cal
             fraction = calibration["active_fraction"] if calibration else 1.0
             request = resolve_request(Path(artifact_dir), cell.runtime.runtime, cell.runtime.delegate, cell.device,
                                       cell.runtime.threads, protocol, active_fraction=fraction, calibration=calibration)
-            request = replace(request, timeout_s=measure.timeout_s)
+            request = replace(request, timeout_s=measure.timeout_s,
+                              log_file=bench_log(Path(artifact_dir), cell, cell_key))
             return replace(run_benchmark(request), cell_key=cell_key).to_json()
     except LockBusyError as exc:
         return {"busy": True, "status": "busy", "cell_key": cell_key,

@@ -26,17 +26,21 @@ class Executor(Protocol):
 
 
 def init_export_worker(parent_pid: int, threads: int) -> None:
-    """Pool initializer: share the cores between workers, and die with a killed sweep.
+    """Pool initializer: share the cores between workers, keep the frameworks quiet, and die with a killed sweep.
 
-    Thread counts are set before TensorFlow or PyTorch load (two workers with a thread per core each
-    would oversubscribe). PR_SET_PDEATHSIG (Linux) stops an orphan from finishing an export while the
-    resumed sweep redoes the same cell.
+    Thread counts and log levels are set before TensorFlow or PyTorch load (two workers with a thread per
+    core each would oversubscribe); each cell sends what they print to its own log (`cells.export_log`).
+    PR_SET_PDEATHSIG (Linux) stops an orphan from finishing an export while the resumed sweep redoes the same cell.
     """
     import ctypes
     import signal
 
+    from pipeline.core.console import quiet_frameworks, quiet_python
+
     for variable in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         os.environ.setdefault(variable, str(threads))
+    quiet_frameworks()
+    quiet_python()
 
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -105,12 +109,15 @@ class LocalExecutor:
 EXECUTOR_NAMES = ("local", "ray")
 
 
-def make_executor(name: str, address: str | None = None) -> Executor:
-    """The named executor; 'ray' connects to `address` (or starts a local instance)."""
+def make_executor(name: str, address: str | None = None, workers: int | None = None) -> Executor:
+    """The named executor; 'ray' connects to `address` (or starts a local instance with `workers` CPUs).
+
+    `workers`: exports side by side (default: one per usable core).
+    """
     if name == "local":
-        return LocalExecutor()
+        return LocalExecutor(workers)
     if name == "ray":
         from pipeline.sweep.ray_executor import RayExecutor
 
-        return RayExecutor(address)
+        return RayExecutor(address, num_cpus=workers)
     raise UnknownNameError(unknown_name_message("executor", name, list(EXECUTOR_NAMES)))

@@ -56,10 +56,14 @@ class RayExecutor:
         self._ray = ray
         self._owned = not ray.is_initialized()  # close() disconnects (and stops a local instance) only if ours
         if self._owned and address is None:
+            from pipeline.core.console import VERBOSITY_ENV, quiet_frameworks, verbosity
+
             path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+            env = {"PYTHONPATH": path, VERBOSITY_ENV: verbosity()}
+            quiet_frameworks(env)  # the workers' frameworks read their log levels when they import
             ray.init(address="local", num_cpus=num_cpus or len(os.sched_getaffinity(0)), resources={BENCH_RESOURCE: 1},
                      include_dashboard=False, _node_ip_address="127.0.0.1", object_store_memory=OBJECT_STORE_BYTES,
-                     runtime_env={"env_vars": {"PYTHONPATH": path}}, logging_level=logging.WARNING)
+                     runtime_env={"env_vars": env}, logging_level=logging.WARNING)
         elif self._owned:
             ray.init(address=address, logging_level=logging.WARNING)
         if not ray.cluster_resources().get(BENCH_RESOURCE):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from pipeline.core.errors import ConfigError, PipelineError
 from pipeline.core.registry import did_you_mean
 
 RECIPE_VERSION = 1
 DEFAULT_RECIPE = Path(__file__).with_name("default_recipe.yaml")
+# A model entry's keys in YAML: a zoo name (with the frameworks to build) or a file with its data (ModelSpec)
+MODEL_KEYS = ("zoo", "framework", "frameworks", "path", "eval_data", "calibration")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class RuntimeSpec:
 
 @dataclass(frozen=True)
 class MeasureSpec:
+    """How every artifact is measured: warm-up runs, at least `min_runs` timed runs and `min_duration_s`, a timeout."""
+
     warmup_runs: int = 10
     min_runs: int = 100
     min_duration_s: float = 2.0
@@ -64,6 +68,11 @@ class Recipe:
     devices: tuple[str, ...]
     measure: MeasureSpec = field(default_factory=MeasureSpec)
     version: int = RECIPE_VERSION
+
+
+def _keys(spec: type) -> set[str]:
+    """The YAML keys of a section: its spec's fields."""
+    return {f.name for f in fields(spec)}
 
 
 class _Errors:
@@ -112,7 +121,7 @@ def _models(raw: list[Any], errors: _Errors) -> list[ModelSpec]:
         if isinstance(item, str):
             item = {"zoo": item}
         item = _mapping(item, path, errors)
-        _check_keys(item, {"zoo", "framework", "frameworks", "path", "eval_data", "calibration"}, path, errors)
+        _check_keys(item, set(MODEL_KEYS), path, errors)
         if "zoo" in item:
             if item["zoo"] not in ZOO:
                 errors.unknown(f"{path}.zoo", "zoo model", item["zoo"], ZOO.names())
@@ -146,7 +155,7 @@ def _variants(raw: list[Any], targets: list[str], errors: _Errors) -> list[Varia
     for i, item in enumerate(raw):
         path = f"variants[{i}]"
         item = _mapping(item, path, errors)
-        _check_keys(item, {"name", "quantize", "prune", "targets"}, path, errors)
+        _check_keys(item, _keys(VariantSpec), path, errors)
         mode = item.get("quantize", "none")
         if mode not in QUANTIZATION_MODES:
             errors.unknown(f"{path}.quantize", "quantization mode", mode, QUANTIZATION_MODES.names())
@@ -184,7 +193,7 @@ def _runtimes(raw: list[Any], errors: _Errors) -> list[RuntimeSpec]:
     for i, item in enumerate(raw):
         path = f"runtimes[{i}]"
         item = _mapping(item, path, errors)
-        _check_keys(item, {"target", "runtime", "delegate", "threads"}, path, errors)
+        _check_keys(item, _keys(RuntimeSpec), path, errors)
         target, runtime, delegate = item.get("target"), item.get("runtime"), item.get("delegate")
         if target not in EXPORTERS:
             errors.unknown(f"{path}.target", "target", target, EXPORTERS.names())
@@ -204,7 +213,7 @@ def _runtimes(raw: list[Any], errors: _Errors) -> list[RuntimeSpec]:
 
 def _measure(raw: Any, errors: _Errors) -> MeasureSpec:
     item = _mapping(raw or {}, "measure", errors)
-    allowed = set(MeasureSpec.__dataclass_fields__)
+    allowed = _keys(MeasureSpec)
     _check_keys(item, allowed, "measure", errors)
     values = {key: item[key] for key in allowed & set(item)}
     for key, value in values.items():
@@ -220,7 +229,7 @@ def parse_recipe(data: Any, name: str = "recipe") -> Recipe:
 
     errors = _Errors()
     data = _mapping(data, name, errors)
-    _check_keys(data, {"name", "version", "models", "variants", "targets", "runtimes", "devices", "measure"}, "recipe", errors)
+    _check_keys(data, _keys(Recipe), "recipe", errors)
     if data.get("version", RECIPE_VERSION) != RECIPE_VERSION:
         errors.add("version", f"this pipeline reads recipe version {RECIPE_VERSION}, got {data.get('version')!r}")
     targets = [str(t) for t in _list(data, "targets", errors)]
@@ -253,3 +262,94 @@ def load_recipe(path: Path) -> Recipe:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     return parse_recipe(data, str(path))
+
+
+SCHEMA_ID = "https://edge-model-pipeline.local/recipe.schema.json"
+
+
+def _json_type(hint: Any) -> dict[str, Any]:
+    """The JSON Schema of a spec field's type hint (str, int, float, tuple[str, ...], X | None)."""
+    import types
+
+    if isinstance(hint, types.UnionType):
+        kinds = [_json_type(arg) for arg in hint.__args__ if arg is not type(None)]
+        (kind,) = kinds  # specs use only `X | None`
+        return {**kind, "type": [kind["type"], "null"]}
+    if getattr(hint, "__origin__", None) is tuple:
+        return {"type": "array", "items": _json_type(hint.__args__[0])}
+    if hasattr(hint, "__dataclass_fields__"):
+        return {"type": "object"}
+    return {"type": {str: "string", int: "integer", float: "number", bool: "boolean"}[hint]}
+
+
+def _spec_schema(spec: type, **overrides: dict[str, Any]) -> dict[str, Any]:
+    """An object schema with one property per field of `spec` (type and default), refined by `overrides`."""
+    hints = get_type_hints(spec)
+    properties = {}
+    for f in fields(spec):
+        prop = _json_type(hints[f.name]) if f.name not in overrides or "type" not in overrides[f.name] else {}
+        if isinstance(f.default, (str, int, float)):
+            prop["default"] = f.default
+        properties[f.name] = {**prop, **overrides.get(f.name, {})}
+    return {"type": "object", "description": (spec.__doc__ or "").strip(), "properties": properties,
+            "additionalProperties": False}
+
+
+def recipe_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a recipe file, built from the spec dataclasses and the registries.
+
+    Editors use it to complete and check recipe files; `parse_recipe` still checks what a schema cannot
+    (files exist, a variant's mode on each of its targets) and reports every problem with its key path.
+    """
+    from device_runtime import RUNTIMES
+    from device_runtime.profiles import PROFILES
+    from exporters import EXPORTERS
+    from pipeline.zoo import ZOO
+    from quantize import QUANTIZATION_MODES
+    from quantize.pruning.parse import PRUNE_KINDS
+
+    target = {"enum": EXPORTERS.names()}
+    frameworks = sorted({fw for _, entry in ZOO.items() for fw in entry.builders})
+    zoo_name = {"type": "string", "enum": ZOO.names(), "description": "a reference model (see `pipeline zoo`)"}
+    model_file = {
+        "type": "object", "description": "A zoo model (trained on demand) or a model file with its data.",
+        "properties": {
+            "zoo": zoo_name,
+            "framework": {"type": "string", "enum": frameworks, "description": "build the zoo model in this framework"},
+            "frameworks": {"type": "array", "items": {"enum": frameworks}, "uniqueItems": True,
+                           "description": "build the zoo model in these frameworks (default: all)"},
+            "path": {"type": "string", "description": ".keras, SavedModel dir, .pt2, or package.module:factory"},
+            "eval_data": {"type": "string", "description": ".npz with 'x' (and labels 'y') to validate on"},
+            "calibration": {"type": "string", "description": ".npz with 'x' for int8 calibration"},
+        },
+        "additionalProperties": False, "anyOf": [{"required": ["zoo"]}, {"required": ["path"]}],
+    }
+    prune = {"type": ["string", "number"], "pattern": rf"^(({'|'.join(PRUNE_KINDS)}):)?[0-9]*\.?[0-9]+$",
+             "description": "prune before quantizing: 0.5 (magnitude sparsity) or channels:0.3 (channel ratio)"}
+    variant = _spec_schema(VariantSpec, quantize={"enum": QUANTIZATION_MODES.names()}, prune=prune,
+                           targets={"items": target, "uniqueItems": True, "description": "limit to these targets"})
+    runtime = _spec_schema(RuntimeSpec, target=target, runtime={"enum": RUNTIMES.names()},
+                           delegate={"enum": sorted({d for _, r in RUNTIMES.items() for d in r.delegates})},
+                           threads={"minimum": 1})
+    runtime["required"] = ["target", "runtime", "delegate"]
+    runtime["allOf"] = [  # each runtime runs one target, with its own delegates
+        {"if": {"properties": {"runtime": {"const": name}}},
+         "then": {"properties": {"target": {"const": r.target}, "delegate": {"enum": list(r.delegates)}}}}
+        for name, r in RUNTIMES.items()
+    ]
+    measure = _spec_schema(MeasureSpec, min_runs={"minimum": 1},
+                           **{name: {"minimum": 0} for name in _keys(MeasureSpec) - {"min_runs"}})
+    schema = _spec_schema(
+        Recipe,
+        name={"description": "shown in the sweep's output"},
+        version={"const": RECIPE_VERSION},
+        models={"minItems": 1, "items": {"anyOf": [zoo_name, model_file]}},
+        variants={"minItems": 1, "items": variant},
+        targets={"minItems": 1, "items": target, "uniqueItems": True},
+        runtimes={"items": runtime, "description": "runtime x delegate per target (default: none measured)"},
+        devices={"items": {"enum": PROFILES.names()}, "default": ["host"], "description": "device profiles"},
+        measure=measure,
+    )
+    schema["required"] = ["models", "variants", "targets"]
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
+            "title": "Edge model pipeline sweep recipe", **schema}

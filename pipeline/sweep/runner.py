@@ -21,13 +21,15 @@ class SweepSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)
     elsewhere: list[str] = field(default_factory=list)  # cells left to another writer (--no-wait)
     seconds: float = 0.0
+    logs: dict[str, str] = field(default_factory=dict)  # failed cell -> the log of its framework output
 
 
 class Progress:
-    """Prints `[i/n] phase label status time (eta)` lines.
+    """Prints `[i/n] phase label status time (eta)` lines (tests and the app's Run page read them).
 
     The ETA adds, per phase, the cells left times the mean time of that phase's finished cells
     (divided by how many run at once); a phase with none finished yet borrows the other's mean.
+    It also knows which cells are running: those `begin` announced, `parallel` at a time in their order.
     """
 
     def __init__(self, totals: dict[str, int], out: Callable[[str], None], parallel: dict[str, int] | None = None) -> None:
@@ -36,6 +38,27 @@ class Progress:
         self.left = dict(totals)
         self.started = time.perf_counter()
         self.worked: dict[str, list[float]] = {phase: [] for phase in totals}
+        self.queued: dict[str, list[str]] = {phase: [] for phase in totals}
+        self.running: dict[str, tuple[str, float]] = {}  # label -> (phase, started)
+
+    def begin(self, phase: str, labels: list[str]) -> None:
+        """Cells of `phase` handed to the executor, in submission order."""
+        self.queued[phase] = list(labels)
+        self._admit(phase)
+
+    def _admit(self, phase: str) -> None:
+        now = time.perf_counter()
+        while self.queued[phase] and sum(p == phase for p, _ in self.running.values()) < self.parallel.get(phase, 1):
+            self.running[self.queued[phase].pop(0)] = (phase, now)
+
+    def running_cells(self) -> list[tuple[str, str, float]]:
+        """(phase, label, seconds running) of the cells running now, the longest first."""
+        now = time.perf_counter()
+        return [(phase, label, now - started) for label, (phase, started) in sorted(
+            self.running.copy().items(), key=lambda item: item[1][1])]
+
+    def close(self) -> None:
+        """The sweep is over (a live display stops here)."""
 
     def eta(self) -> float:
         timed = [s for seconds in self.worked.values() for s in seconds]
@@ -46,14 +69,20 @@ class Progress:
     def step(self, phase: str, label: str, status: str, seconds: float | None = None) -> None:
         self.done += 1
         self.left[phase] -= 1
+        if self.running.pop(label, None) is None and label in self.queued[phase]:
+            self.queued[phase].remove(label)
+        self._admit(phase)
         if seconds is not None:
             self.worked[phase].append(seconds)
+        self.out(self.line(phase, label, status, seconds))
+
+    def line(self, phase: str, label: str, status: str, seconds: float | None) -> str:
         remaining = self.total - self.done
         eta = self.eta() if remaining else 0.0
         took = f" {seconds:6.1f}s" if seconds is not None else ""
         elapsed = time.perf_counter() - self.started
-        self.out(f"[{self.done:>3}/{self.total}] {phase:6s} {label}: {status}{took}  "
-                 f"(elapsed {elapsed:4.0f}s, eta ~{eta:4.0f}s)")
+        return (f"[{self.done:>3}/{self.total}] {phase:6s} {label}: {status}{took}  "
+                f"(elapsed {elapsed:4.0f}s, eta ~{eta:4.0f}s)")
 
 
 def model_reference(model: ModelSpec, workspace: Path, out: Callable[[str], None] = lambda line: None) -> str:
@@ -125,11 +154,13 @@ SWEEP_LOCKS = Path(".sweeps")
 
 
 def run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
-              out: Callable[[str], None] = print, wait: bool = True) -> SweepSummary:
+              out: Callable[[str], None] = print, wait: bool = True,
+              progress: Callable[..., Progress] = Progress) -> SweepSummary:
     """Export every cell (skipping cached ones), then measure every artifact; failures are recorded, not raised.
 
     Other sweeps (or the app) may share the workspace: a cell one of them holds is waited for and its
-    result reused, or with `wait=False` left to it and listed in `SweepSummary.elsewhere`.
+    result reused, or with `wait=False` left to it and listed in `SweepSummary.elsewhere`. `progress` builds
+    the display of the cells (`Progress(totals, out, parallel)`: plain lines on `out`, by default).
     """
     import os
 
@@ -137,22 +168,11 @@ def run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
 
     announce_other_sweeps(workspace, out, wait)
     with exclusive_lock(workspace / SWEEP_LOCKS / f"sweep-{os.getpid()}.lock"):
-        return _run_sweep(recipe, workspace, store_path, executor, out, wait)
+        return _run_sweep(recipe, workspace, store_path, executor, out, wait, progress)
 
 
 def _run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any, out: Callable[[str], None],
-               wait: bool) -> SweepSummary:
-    from device_runtime.profiles import PROFILES
-    from pipeline.calibration import calibration_for
-    from pipeline.results import cached_cell, insert_measurement, open_store, record_export
-    from pipeline.sweep.cells import (
-        failed_export_row,
-        failed_measurement,
-        published_row,
-        run_bench_cell,
-        run_export_cell,
-    )
-
+               wait: bool, make_progress: Callable[..., Progress]) -> SweepSummary:
     started = time.perf_counter()
     summary = SweepSummary()
     plan = build_plan(recipe)
@@ -162,8 +182,32 @@ def _run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
     for device, runtime, delegate in skipped_devices:
         out(f"skip {runtime}/{delegate} @ {device}: the profile has no {delegate} delegate")
     hashes = _source_hashes(plan, workspace, train=True, out=out)
-    progress = Progress({"export": len(plan.exports), "bench": len(plan.benches)}, out,
-                        parallel={"export": getattr(executor, "workers", None) or getattr(executor, "num_cpus", 1)})
+    progress = make_progress({"export": len(plan.exports), "bench": len(plan.benches)}, out,
+                             parallel={"export": getattr(executor, "workers", None) or getattr(executor, "num_cpus", 1)})
+    try:
+        _cells(recipe, workspace, store_path, executor, wait, plan, hashes, progress, summary)
+    finally:
+        progress.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _cells(recipe: Recipe, workspace: Path, store_path: Path, executor: Any, wait: bool, plan: Plan,
+           hashes: dict[ModelSpec, tuple[str, str | None]], progress: Progress, summary: SweepSummary) -> None:
+    """Export the plan's cells, then measure them, recording each outcome in the store and the summary."""
+    from device_runtime.profiles import PROFILES
+    from pipeline.calibration import calibration_for
+    from pipeline.results import cached_cell, insert_measurement, open_store, record_export
+    from pipeline.sweep.cells import (
+        bench_log,
+        export_log,
+        failed_export_row,
+        failed_measurement,
+        published_row,
+        run_bench_cell,
+        run_export_cell,
+    )
+
     ready: dict[ExportCell, tuple[str, str]] = {}
     with open_store(store_path) as store:
         todo: list[tuple[ExportCell, str, Path]] = []
@@ -186,6 +230,7 @@ def _run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
                 todo.append((cell, key, folder))
         calls = [(cell, hashes[cell.model][0], cell.model.eval_data, cell.model.calibration, str(folder), wait,
                   planned_at_ns) for cell, _, folder in todo]
+        progress.begin("export", [cell.label() for cell, _, _ in todo])
         for index, row in executor.map(run_export_cell, calls, on_failure=failed_export_row):
             cell, key, folder = todo[index]
             if row["status"] == "busy":
@@ -199,6 +244,7 @@ def _run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
             else:
                 summary.exports["failed"] += 1
                 summary.failures.append((f"export {cell.label()}", row["error"]))
+                summary.logs[f"export {cell.label()}"] = str(export_log(folder))
             progress.step("export", cell.label(), row["status"], row["seconds"])
 
         measure = recipe.measure.__dict__
@@ -223,8 +269,9 @@ def _run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
                 bench_todo.append((cell, folder, key))
         calls = [(cell, folder, recipe.measure, calibrations[cell.device], key, str(store_path), wait)
                  for cell, folder, key in bench_todo]
+        progress.begin("bench", [cell.label() for cell, _, _ in bench_todo])
         for index, record in executor.map(run_bench_cell, calls, exclusive_cpu=True, on_failure=failed_measurement):
-            cell = bench_todo[index][0]
+            cell, folder, key = bench_todo[index]
             if record.get("reused") or record.get("busy"):
                 summary.benches["cached"] += bool(record.get("reused"))
                 if record.get("busy"):
@@ -240,8 +287,7 @@ def _run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
             summary.benches["done" if status == "ok" else status] += 1
             if status != "ok":
                 summary.failures.append((f"bench {cell.label()}", record["error"]))
+                summary.logs[f"bench {cell.label()}"] = str(bench_log(Path(folder), cell, key))
             p50 = (record.get("result") or {}).get("latency_ms_p50")
             progress.step("bench", cell.label(), status + (f" p50 {p50:.3f} ms" if p50 else ""),
                           (record.get("result") or {}).get("worker_seconds"))
-    summary.seconds = time.perf_counter() - started
-    return summary

@@ -6,6 +6,7 @@ from pipeline.core.errors import ConfigError
 from quantize.stages import STAGES, StageConfig
 
 PRUNE_FORMS = "--prune 0.5 (magnitude sparsity) or --prune channels:0.3 (structured channel ratio)"
+PRUNE_KINDS = ("magnitude", "channels")  # the KIND of 'KIND:AMOUNT'; a bare AMOUNT is magnitude
 
 
 def parse_prune(text: str) -> StageConfig:

@@ -21,8 +21,15 @@ def test_launch_runs_streamlit_on_the_workspace_and_returns_its_exit_code(tmp_pa
     assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith("demo_app/app.py")
     assert command[command.index("--server.port") + 1] == "8600" and "--server.headless" in command
     assert command[-3:] == ["--", "--workspace", str(tmp_path.resolve())]
-    monkeypatch.setattr(launch, "app_command", lambda workspace, port: [sys.executable, "-c", "raise SystemExit(3)"])
+    seen = {}
+
+    def fake(workspace, port, address):
+        seen["address"] = address
+        return [sys.executable, "-c", "raise SystemExit(3)"]
+
+    monkeypatch.setattr(launch, "app_command", fake)
     assert launch.launch(tmp_path, 8600) == 3
+    assert seen["address"] == "127.0.0.1"  # loopback unless `pipeline app --host` says otherwise
 
 
 def test_workspace_comes_from_the_arguments_then_the_environment(tmp_path, monkeypatch):

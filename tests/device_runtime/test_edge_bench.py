@@ -1,6 +1,7 @@
 """The on-device script, run here against the local runtimes, and its import into the results store."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -90,3 +91,52 @@ def test_gpu_delegate_is_recorded_as_unavailable_with_a_reason(artifacts, tmp_pa
         return
     assert code == 1 and "GPU delegate unavailable" in out
     assert row["status"] == "unavailable" and row["latency_ms_p50"] is None and row["delegate_used"] is None
+
+
+@pytest.fixture(scope="module")
+def board_python(tmp_path_factory) -> Path:
+    """A Python with nothing but numpy and ai-edge-litert, as a user's board has it (no pipeline, no torch)."""
+    import site
+    import venv
+
+    root = tmp_path_factory.mktemp("board") / "venv"
+    venv.create(root, with_pip=False, system_site_packages=False)
+    packages = Path(site.getsitepackages()[0])
+    target = next((root / "lib").glob("python3*/site-packages"))
+    for name in ("numpy", "numpy.libs", "ai_edge_litert"):
+        if (packages / name).exists():
+            (target / name).symlink_to(packages / name)
+    return root / "bin" / "python"
+
+
+def _on_board(python: Path, artifact: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    script = tmp_path / "edge_bench.py"  # copied alone, as a user would
+    script.write_bytes(SCRIPT.read_bytes())
+    return subprocess.run([str(python), str(script), str(artifact), "--device-name", "board", "--min-runs", "10",
+                           "--min-seconds", "0.1", "--out", str(tmp_path / "out.json"), *extra],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+
+
+def test_script_runs_on_a_board_with_only_numpy_and_litert(board_python, artifacts, tmp_path):
+    done = _on_board(board_python, artifacts["tflite-int8"], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((tmp_path / "out.json").read_text())["delegate_used"] == "xnnpack"
+
+
+def test_every_user_mistake_is_one_line_and_exit_2(board_python, artifacts, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(artifacts["tflite-fp32"], broken)
+    (broken / "model.tflite").write_bytes((broken / "model.tflite").read_bytes()[:2000])
+    cases = [
+        (artifacts["executorch-fp32"], (), "pip install executorch"),
+        (artifacts["tfjs-fp32"], (), "pipeline serve-bench"),
+        (broken, (), "truncated, corrupt"),
+        (artifacts["tflite-fp32"], ("--delegate", "npu"), "delegate 'npu'"),
+        (tmp_path / "nowhere", (), "needs manifest.json and eval.npz"),
+        (artifacts["tflite-fp32"], ("--min-runs", "0"), "invalid protocol"),
+    ]
+    for artifact, extra, expected in cases:
+        done = _on_board(board_python, artifact, tmp_path, *extra)
+        assert done.returncode == 2, (artifact, done.stderr[-1500:])
+        assert expected in done.stderr and "Traceback" not in done.stderr, done.stderr[-1500:]
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -2,6 +2,7 @@
 
 import dataclasses
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +87,65 @@ def test_impossible_requests_fail_before_any_work(artifacts, tmp_path):
     (no_data / "manifest.json").write_text(manifest)
     with pytest.raises(DataError, match="no eval.npz"):
         resolve_request(no_data, None, None, "host", 1, QUICK)
+
+
+@pytest.mark.parametrize("name,model,runtime", [("tflite-int8", "model.tflite", "litert"),
+                                                ("executorch-fp32", "model.pte", "executorch"),
+                                                ("tfjs-fp32", "model.json", "tfjs-node")])
+def test_a_bare_model_file_runs_on_synthetic_inputs_and_says_so(artifacts, tmp_path, name, model, runtime):
+    from pipeline.core.files import sha256_file
+
+    folder = tmp_path / "bare"
+    shutil.copytree(artifacts[name], folder, ignore=shutil.ignore_patterns("manifest.json", "eval.npz"))
+    request = resolve_request(folder / model, None, None, "host", 1, QUICK)
+    assert request.runtime == runtime and request.inputs == "synthetic"
+    m = run_benchmark(dataclasses.replace(request, log_file=tmp_path / "worker.log"))
+    assert m.status == "ok", m.error
+    assert m.artifact_dir == str(folder / model) and m.manifest_sha256 == sha256_file(folder / model)
+    assert m.context["inputs"] == "synthetic" and m.context["manifest"] is None
+    assert m.result["inputs"] == "synthetic" and m.result["accuracy"] is None
+    signature = m.result["input_signature"]
+    assert signature["shape"][1:] in ([1, 8, 8], [8, 8, 1]) and m.result["latency_ms_p50"] > 0
+    assert (tmp_path / "worker.log").is_file()  # the worker's stderr, not the terminal
+
+
+def test_a_bare_model_file_runs_on_a_users_npz(artifacts, tmp_path):
+    import numpy as np
+
+    folder = tmp_path / "bare"
+    shutil.copytree(artifacts["tflite-fp32"], folder)
+    (folder / "manifest.json").unlink()
+    m = run_benchmark(resolve_request(folder / "model.tflite", None, None, "host", 1, QUICK, inputs=folder / "eval.npz"))
+    assert m.status == "ok", m.error
+    assert m.context["inputs"] == str(folder / "eval.npz") and m.result["accuracy"] >= 0.95
+    np.savez(tmp_path / "wrong.npz", x=np.zeros((4, 28, 28), np.float32))
+    wrong = run_benchmark(resolve_request(folder / "model.tflite", None, None, "host", 1, QUICK,
+                                          inputs=tmp_path / "wrong.npz"))
+    assert wrong.status == "failed" and "wrong.npz has samples of shape [28, 28]" in wrong.error
+
+
+def test_what_is_not_a_model_file_is_refused_before_any_work(artifacts, tmp_path):
+    from pipeline.core.errors import ArtifactError
+
+    (tmp_path / "model.onnx").write_bytes(b"onnx")
+    with pytest.raises(ArtifactError, match="takes artifact directories and .tflite, .pte and TF.js model.json"):
+        resolve_request(tmp_path / "model.onnx", None, None, "host", 1, QUICK)
+    with pytest.raises(ArtifactError, match="does not exist"):
+        resolve_request(tmp_path / "absent.tflite", None, None, "host", 1, QUICK)
+    with pytest.raises(DataError, match="Input file .*absent.npz does not exist"):
+        resolve_request(artifacts["tflite-fp32"], None, None, "host", 1, QUICK, inputs=tmp_path / "absent.npz")
+
+
+def test_synthetic_inputs_follow_the_signature_and_are_seeded():
+    import numpy as np
+
+    from device_runtime.inputs import InputSignature, quantized_range, synthetic_inputs
+
+    signature = InputSignature((1, 3, 4, 4), "int8", quantized_range(np.int8, (0.5, -128)))
+    assert signature.value_range == (0.0, 127.5)
+    x = synthetic_inputs(signature, Path("m.tflite"), samples=5)
+    assert x.shape == (5, 3, 4, 4) and x.dtype == np.float32 and x.min() >= 0.0 and x.max() <= 127.5
+    assert np.array_equal(x, synthetic_inputs(signature, Path("m.tflite"), samples=5))
+    assert quantized_range(np.float32, (0.0, 0)) is None
+    with pytest.raises(DataError, match="leaves input dimensions \\[2\\] open"):
+        synthetic_inputs(InputSignature((1, 3, None), "float32"), Path("m.tflite"))

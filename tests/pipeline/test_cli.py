@@ -117,3 +117,108 @@ def test_listing_commands(command, capsys):
     assert main(command) == 0
     out = capsys.readouterr().out
     assert "digits-cnn" in out or "litert_torch.convert" in out
+
+
+def test_version():
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.startswith("pipeline 0.")
+
+
+def test_building_the_parser_imports_no_registry_or_framework():
+    probe = ("import sys; from pipeline.cli import build_parser; build_parser(); "
+             "print(' '.join(m for m in ('numpy', 'torch', 'tensorflow', 'exporters', 'device_runtime', 'quantize') "
+             "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == ""
+
+
+def test_help_shows_the_choices_of_the_registries(capsys):
+    from device_runtime import RUNTIMES
+    from device_runtime.profiles import PROFILES
+    from exporters import EXPORTERS
+    from quantize.techniques import QUANTIZATION_MODES
+
+    assert main(["export", "--help"]) == 0
+    usage = capsys.readouterr().out
+    assert "{" + ",".join(EXPORTERS.names()) + "}" in usage
+    assert "{" + ",".join(QUANTIZATION_MODES.names()) + "}" in usage and "weight-int8" in usage and "qat-int8" in usage
+    assert main(["bench", "--help"]) == 0
+    usage = capsys.readouterr().out
+    assert "{" + ",".join(RUNTIMES.names()) + "}" in usage and "tfjs-browser" in usage
+    assert "{" + ",".join(PROFILES.names()) + "}" in usage
+    assert "litert: xnnpack, cpu, gpu" in " ".join(usage.split())  # each runtime's delegates, in the help
+    assert main(["bench", "x.tflite", "--runtime", "tfjs-brower"]) == 2
+    assert "Unknown runtime 'tfjs-brower'. Available: " in capsys.readouterr().err
+
+
+def test_benchmark_model_flags_are_aliases_of_the_recipe_names():
+    from pipeline.bench import requested_delegate
+    from pipeline.cli import build_parser
+    from pipeline.core.errors import ConfigError
+
+    args = build_parser().parse_args(["bench", "m.tflite", "--num_threads", "2", "--num_runs", "5", "--warmup_runs",
+                                      "1", "--min_secs", "0.5", "--use_xnnpack=false", "--timeout", "9"])
+    assert (args.threads, args.min_runs, args.warmup_runs, args.min_duration_s, args.timeout_s) == (2, 5, 1, 0.5, 9.0)
+    assert args.use_xnnpack is False and args.input is None
+    same = build_parser().parse_args(["bench", "m.tflite", "--warmup-runs", "1", "--min-duration-s", "0.5"])
+    assert (same.warmup_runs, same.min_duration_s) == (1, 0.5)
+    assert requested_delegate(None, None, True) == "gpu" and requested_delegate(None, True, None) == "xnnpack"
+    assert requested_delegate(None, False, None) == "no-xnnpack" and requested_delegate("cpu", None, None) == "cpu"
+    with pytest.raises(ConfigError, match="--delegate cpu and --use_gpu ask for different delegates"):
+        requested_delegate("cpu", None, True)
+
+
+def test_one_workspace_option_or_variable_places_everything(tmp_path, monkeypatch, capsys):
+    from pipeline.cli import build_parser
+    from pipeline.sweep.executors import make_executor
+
+    monkeypatch.setenv("PIPELINE_WORKSPACE", str(tmp_path / "from-env"))
+    assert main(["report"]) == 0
+    assert (tmp_path / "from-env" / "report" / "report.html").is_file()
+    assert (tmp_path / "from-env" / "results.sqlite").is_file()
+    capsys.readouterr()
+    for argv in (["--workspace", str(tmp_path / "a"), "report"], ["report", "--workspace", str(tmp_path / "a")]):
+        assert main(argv) == 0
+        assert (tmp_path / "a" / "report" / "report.md").is_file()
+    args = build_parser().parse_args(["-q", "sweep", "--workers", "3"])
+    assert args.verbosity == "quiet" and args.workers == 3 and args.workspace == str(tmp_path / "from-env")
+    assert make_executor("local", workers=3).workers == 3
+
+
+@pytest.mark.parametrize("command", [["zoo"], ["routes"], ["devices"], ["report"]])
+def test_every_listing_command_speaks_json(command, tmp_path, capsys):
+    assert main([*command, "--json", "--workspace", str(tmp_path)]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    if command == ["zoo"]:
+        assert "digits-cnn" in {m["name"] for m in listed}
+    elif command == ["routes"]:
+        assert set(listed[0]) == {"source", "target", "quantize", "chain"}
+        assert any("weight-int8" in r["quantize"] for r in listed)
+    elif command == ["devices"]:
+        assert "rpi4" in {p["name"] for p in listed}
+    else:
+        assert listed["entries"] == [] and listed["files"][0].endswith("report.html")
+
+
+def test_bench_a_bare_model_file_keeps_it_apart_from_real_data(artifacts, tmp_path, capsys):
+    from pipeline.core.files import sha256_file
+    from pipeline.report import load_entries
+    from pipeline.results import fetch_measurements, open_store
+
+    model = tmp_path / "model.tflite"
+    model.write_bytes((artifacts["tflite-fp32"] / "model.tflite").read_bytes())
+    code = main(["bench", str(model), str(artifacts["tflite-fp32"]), "--num_runs", "5", "--min_secs", "0",
+                 "--warmup_runs", "1", "--workspace", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "synthetic" in out and "inputs: synthetic = seeded random values" in out
+    with open_store(tmp_path / "results.sqlite") as connection:
+        rows = {row["artifact_dir"]: row for row in fetch_measurements(connection)}
+    bare = rows[str(model)]
+    assert bare["manifest_sha256"] == sha256_file(model) and bare["accuracy"] is None
+    assert json.loads(bare["context_json"])["inputs"] == "synthetic"
+    assert json.loads(rows[str(artifacts["tflite-fp32"])]["context_json"])["inputs"] == "eval.npz"
+    entries = {e.artifact_dir: e for e in load_entries(tmp_path / "results.sqlite")}
+    assert entries[str(model)].kind == "measured, synthetic inputs" and entries[str(model)].accuracy is None
+    assert entries[str(artifacts["tflite-fp32"])].kind == "measured" and entries[str(artifacts["tflite-fp32"])].accuracy
+    assert list((tmp_path / "logs" / "bench").glob("model.tflite.litert-xnnpack-host.log"))

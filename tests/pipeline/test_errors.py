@@ -17,9 +17,9 @@ def test_what_a_converter_raises_for_the_model_becomes_its_error():
 
 
 def test_a_file_system_failure_says_so_and_names_the_path():
-    with pytest.raises(FileSystemError, match=r"not on the model: /out/model.tflite: No space left"):
-        with converter_errors(_as_export_error, "Writing the artifact"):
-            raise OSError(errno.ENOSPC, "No space left on device", "/out/model.tflite")
+    with pytest.raises(FileSystemError, match=r"not on the model: /out/model.tflite: No space left"), \
+            converter_errors(_as_export_error, "Writing the artifact"):
+        raise OSError(errno.ENOSPC, "No space left on device", "/out/model.tflite")
 
 
 def test_anything_else_is_a_bug_and_keeps_its_type():

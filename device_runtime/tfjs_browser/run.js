@@ -1,0 +1,55 @@
+// One serve-bench run in its own frame: init the backend, load the model, time it on the real samples with the
+// protocol from plan.json (runner.js's benchmark, the harness's), and hand the result to the page.
+// Wrapped in a function: runner.js defines globals of its own (toBase64, ...) in this page.
+(() => {
+'use strict';
+
+function bufferToBase64(buffer) {
+  const bytes = new Uint8Array(buffer);
+  let text = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(text);
+}
+
+function argmaxRows(base64, shape) {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  const values = new Float32Array(bytes.buffer);
+  const width = shape.slice(1).reduce((a, b) => a * b, 1);
+  const predictions = [];
+  for (let row = 0; row < shape[0]; row++) {
+    let best = 0;
+    for (let i = 1; i < width; i++) if (values[row * width + i] > values[row * width + best]) best = i;
+    predictions.push(best);
+  }
+  return predictions;
+}
+
+async function run() {
+  const query = new URLSearchParams(location.search);
+  const index = Number(query.get('artifact'));
+  const backend = query.get('backend');
+  const plan = await (await fetch('plan.json')).json();
+  const artifact = plan.artifacts[index];
+  const info = await edgeRunner.init({ backend });
+  if (info.error) return { error: `${info.stage}: ${info.error}` };
+  const loaded = await edgeRunner.load({ url: artifact.model });
+  if (loaded.error) return { error: `${loaded.stage}: ${loaded.error}` };
+  const input = await (await fetch(artifact.input)).arrayBuffer();
+  const p = plan.protocol;
+  const reply = await edgeRunner.infer({
+    input: bufferToBase64(input), shape: artifact.shape, timeout_ms: 600000,
+    bench: { warmup: p.warmup_runs, min_runs: p.min_runs, min_ms: p.min_duration_s * 1000, max_runs: p.max_runs },
+  });
+  if (reply.error) return { error: `${reply.stage}: ${reply.error}` };
+  return {
+    result: {
+      latencies_ms: reply.latencies_ms, bench_wall_ms: reply.bench_wall_ms, load_ms: loaded.load_ms,
+      first_inference_ms: reply.first_inference_ms, predictions: argmaxRows(reply.output, reply.output_shape),
+      info: { ...info, backend: reply.backend, threads: backend === 'wasm' ? (info.backend_info || {}).threads : null },
+    },
+  };
+}
+
+run().then((message) => parent.postMessage(message, location.origin),
+  (error) => parent.postMessage({ error: String((error && error.message) || error) }, location.origin));
+})();

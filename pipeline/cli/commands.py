@@ -1,0 +1,326 @@
+"""The `pipeline` subcommands. Heavy frameworks are imported inside them only, while their output is captured."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TextIO
+
+from pipeline.cli.options import store_path
+from pipeline.core.console import output_to, real_output, tail
+from pipeline.core.errors import ConfigError
+
+EXIT_VALIDATION_FAILED = 1
+LOGS_KEPT = 20  # per command, in WORKSPACE/logs
+
+
+@contextlib.contextmanager
+def framework_output(args: argparse.Namespace) -> Iterator[TextIO]:
+    """While frameworks run, their output (native included) goes to WORKSPACE/logs/COMMAND-TIME-PID.log.
+
+    Yields the stream for the pipeline's own lines (progress). In verbose mode, or when this process's
+    output is not its own descriptors (a test's capture), frameworks print to stderr as they like.
+    """
+    if args.verbosity == "verbose" or not real_output():
+        terminal = sys.stdout
+        with contextlib.redirect_stdout(sys.stderr):  # converters print progress; stdout stays for results
+            yield terminal
+        return
+    logs = Path(args.workspace) / "logs"
+    log = logs / f"{args.command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    try:
+        with output_to(log) as terminal:
+            yield terminal
+    finally:
+        _tidy_logs(log, args.command)
+
+
+def _tidy_logs(log: Path, command: str) -> None:
+    """Drop an empty log, and all but the newest LOGS_KEPT of this command's."""
+    with contextlib.suppress(OSError):
+        if log.stat().st_size == 0:
+            log.unlink()
+        for old in sorted(log.parent.glob(f"{command}-*.log"), key=lambda p: p.stat().st_mtime)[:-LOGS_KEPT]:
+            old.unlink()
+
+
+def _lines(args: argparse.Namespace, terminal: TextIO) -> Callable[[str], None]:
+    """Where progress and info lines go: the terminal, or nowhere with -q."""
+    if args.verbosity == "quiet":
+        return lambda line: None
+    return lambda line: print(line, file=terminal, flush=True)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'1,3,64,64' -> (1, 3, 64, 64); ConfigError on anything else."""
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(d < 1 for d in shape):
+        raise ConfigError(f"--input-shape '{text}' must be positive integers separated by commas, batch first, e.g. 1,3,64,64.")
+    return shape
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from pipeline.core.table import format_table
+    from pipeline.zoo import ZOO
+
+    if args.json:
+        _print_json([{"name": name, "dataset": e.dataset, "frameworks": list(e.builders),
+                      "min_test_accuracy": e.min_test_accuracy, "description": e.description} for name, e in ZOO.items()])
+        return 0
+    rows = [(name, e.dataset, ", ".join(e.builders), f"{e.min_test_accuracy:.0%}", e.description) for name, e in ZOO.items()]
+    print(format_table(["model", "dataset", "frameworks", "min accuracy", "description"], rows))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pipeline.zoo.train import default_model_path, train_zoo_model
+
+    out = Path(args.out) if args.out else default_model_path(args.name, args.framework, Path(args.workspace) / "models")
+    with framework_output(args):
+        trained = train_zoo_model(args.name, args.framework, out, args.seed)
+    print(f"Trained {args.name} ({trained.framework}) in {trained.train_seconds:.1f} s: "
+          f"test accuracy {trained.test_accuracy:.2%}. Saved {trained.path} (+ card).")
+    return 0
+
+
+def _load_bundle(args: argparse.Namespace) -> Any:
+    from pipeline.core.datasets.npz import load_npz
+    from pipeline.intake import load_model
+
+    shape = parse_shape(args.input_shape) if args.input_shape else None
+    bundle = load_model(args.model, weights=Path(args.weights) if args.weights else None, input_shape=shape)
+    layout = bundle.input_spec.layout
+    eval_data = load_npz(Path(args.eval_data), layout) if args.eval_data else None
+    calibration = load_npz(Path(args.calibration), layout) if args.calibration else None
+    return bundle.with_data(eval_data=eval_data, calibration_data=calibration)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from exporters import EXPORTERS
+    from pipeline.export import export_bundle
+    from quantize import quantization_config
+    from quantize.pruning import parse_prune
+
+    exporter = EXPORTERS.get(args.target)  # fail fast on a bad target, before loading any model
+    options = {"calibration_samples": args.calibration_samples} if args.quantize == "int8" else {}
+    quantization = quantization_config(args.quantize, **options)
+    config = _exporter_config(exporter, args)
+    stages = [parse_prune(args.prune)] if args.prune else []
+    out = Path(args.out) if args.out else (
+        Path(args.workspace) / "artifacts" / f"{Path(args.model).stem}-{args.target}-{args.quantize}")
+    with framework_output(args):
+        bundle = _load_bundle(args)
+        result = export_bundle(bundle, args.target, quantization, out, config=config, stages=stages,
+                               run_validation=not args.no_validate)
+    manifest = result.manifest
+    if args.json:
+        print(json.dumps(manifest, indent=2))
+    else:
+        _print_export_summary(result.out_dir, manifest)
+    if result.validation_passed is False:
+        print(f"VALIDATION FAILED for {out}: {'; '.join(manifest['validation']['failures'])}. "
+              "The artifact was written with validation.passed = false.", file=sys.stderr)
+        return EXIT_VALIDATION_FAILED
+    return 0
+
+
+TARGET_OPTIONS = {"delegate": "--delegate", "shard_size_bytes": "--shard-size"}
+
+
+def _exporter_config(exporter: Any, args: argparse.Namespace) -> Any:
+    """The target's config from the flags that were given; a flag the target does not take is an error."""
+    import dataclasses
+
+    given = {name: getattr(args, name) for name in TARGET_OPTIONS if getattr(args, name) is not None}
+    accepted = {field.name for field in dataclasses.fields(exporter.config_cls)}
+    for name in given.keys() - accepted:
+        takes = ", ".join(TARGET_OPTIONS[a] for a in sorted(accepted & TARGET_OPTIONS.keys())) or "no target options"
+        raise ConfigError(f"{TARGET_OPTIONS[name]} does not apply to target {exporter.target} (it takes {takes}).")
+    return exporter.config_cls(**given)
+
+
+def _print_export_summary(out_dir: Path, manifest: dict[str, Any]) -> None:
+    validation = manifest["validation"]
+    print(f"Exported {manifest['source']['path']} -> {out_dir / manifest['model_file']}")
+    print(f"  size {manifest['size_bytes']:,} B (gzip {manifest['size_bytes_gzip']:,} B), "
+          f"export {manifest['export_seconds']:.2f} s")
+    if validation.get("skipped"):
+        print("  validation skipped (--no-validate)")
+        return
+    accuracy = ""
+    if validation["source_accuracy"] is not None:
+        accuracy = f", accuracy {validation['source_accuracy']:.2%} -> {validation['artifact_accuracy']:.2%}"
+    print(f"  validation {'passed' if validation['passed'] else 'FAILED'} on {validation['samples']} samples "
+          f"({validation['runtime']}/{validation['delegate']}): top-1 agreement {validation['top1_agreement']:.2%}, "
+          f"max abs error {validation['max_abs_error']:.3g}{accuracy}")
+    delegation = manifest.get("delegation") or {}
+    if delegation:
+        print(f"  delegation: {delegation['ops_delegated']}/{delegation['ops_total']} ops on {delegation['delegate']}"
+              + (f"; not delegated: {', '.join(delegation['ops_not_delegated'])}" if delegation["ops_not_delegated"] else ""))
+    if "warning" in delegation:
+        print(f"  WARNING: {delegation['warning']}")
+
+
+def cmd_routes(args: argparse.Namespace) -> int:
+    from exporters import EXPORTERS, modes_for
+    from pipeline.core.table import format_table
+
+    routes = [(fw, target, modes_for(fw, target), chain)
+              for target, exporter in EXPORTERS.items() for fw, chain in exporter.routes.items()]
+    if args.json:
+        _print_json([{"source": fw, "target": target, "quantize": list(modes), "chain": chain}
+                     for fw, target, modes, chain in routes])
+        return 0
+    print(format_table(["source", "target", "--quantize", "converter chain"],
+                       [(fw, target, ", ".join(modes), chain) for fw, target, modes, chain in routes]))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import run_demo
+
+    with framework_output(args):
+        table = run_demo(Path(args.workspace), retrain=args.retrain, models=args.model or None)
+    print(table)
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from device_runtime.profiles import PROFILES
+    from pipeline.core.table import format_table
+
+    if args.calibrate:
+        from pipeline.calibration import calibration_for
+
+        names = [args.calibrate] if args.calibrate != "all" else [n for n, p in PROFILES.items() if p.anchor]
+        with framework_output(args):
+            records = [calibration_for(Path(args.workspace), PROFILES.get(name), refresh=True) for name in names]
+        if args.json:
+            _print_json(records)
+            return 0
+        print(format_table(["profile", "published ms", "host ms", "run share", "emulated ms", "error", "threads"],
+                           [(r["profile"], r["published_ms"], r["host_ms"], r["active_fraction"], r["emulated_ms"],
+                             f"{r['prediction_error']:+.1%}", r["host_threads"]) for r in records]))
+        return 0
+    if args.json:
+        _print_json([p.to_json() for _, p in PROFILES.items()])
+        return 0
+    rows = [(p.name, p.cores, p.threads, p.memory_mb or "-", ", ".join(p.delegates),
+             f"{p.anchor.published_ms:g} ms ({p.anchor.threads}t)" if p.anchor else "-", p.description)
+            for _, p in PROFILES.items()]
+    print(format_table(["profile", "cores", "threads", "memory MiB", "delegates", "anchor", "description"], rows))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pipeline.bench import bench_artifacts, print_measurements
+
+    args.store = str(store_path(args))
+    with framework_output(args):
+        measurements = bench_artifacts(args)
+    return print_measurements(measurements, args.json)
+
+
+def cmd_import_results(args: argparse.Namespace) -> int:
+    from pipeline.bench import import_results
+
+    return import_results([Path(p) for p in args.files], store_path(args))
+
+
+def _progress(args: argparse.Namespace, terminal: TextIO) -> Any:
+    """Plain `[i/n]` lines (pipes, CI, the app's Run page, -v), a live bar on a terminal, nothing with -q."""
+    from pipeline.sweep.runner import Progress
+
+    if args.verbosity == "normal" and terminal.isatty():
+        from functools import partial
+
+        from pipeline.sweep.live import LiveProgress, live_available
+
+        if live_available():
+            return partial(LiveProgress, stream=terminal)
+    return Progress
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from pipeline.sweep.executors import make_executor
+    from pipeline.sweep.recipe import DEFAULT_RECIPE, load_recipe, recipe_schema
+    from pipeline.sweep.runner import dry_run, run_sweep
+
+    if args.print_schema:
+        print(json.dumps(recipe_schema(), indent=2))
+        return 0
+    recipe = load_recipe(Path(args.recipe) if args.recipe else DEFAULT_RECIPE)
+    workspace, store = Path(args.workspace), store_path(args)
+    if args.dry_run:
+        dry_run(recipe, workspace, store)
+        return 0
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}.")
+    with framework_output(args) as terminal:
+        executor = make_executor(args.executor, args.address, workers=args.workers)
+        try:
+            summary = run_sweep(recipe, workspace, store, executor, wait=not args.no_wait,
+                                out=_lines(args, terminal), progress=_progress(args, terminal))
+        finally:
+            executor.close()
+    print(f"sweep {recipe.name} finished in {summary.seconds:.0f} s: exports {summary.exports}, benchmarks {summary.benches}")
+    for label, error in summary.failures:
+        print(f"  FAILED {label}: {error}")
+        log = summary.logs.get(label)
+        if log and tail(Path(log)):
+            print(f"    last lines of {log}:")
+            print("\n".join(f"    | {line}" for line in tail(Path(log), 8)))
+    if summary.elsewhere:
+        print(f"  left to another writer (in progress elsewhere, --no-wait): {len(summary.elsewhere)} cells")
+    if args.report:
+        from pipeline.report import write_report
+
+        paths = write_report(store, workspace / "report")
+        print("report: " + ", ".join(str(p) for p in paths))
+    return 0 if not summary.failures else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipeline.report import load_entries, write_report
+
+    out = Path(args.out) if args.out else Path(args.workspace) / "report"
+    paths = write_report(store_path(args), out)
+    if args.json:
+        _print_json({"files": [str(p) for p in paths], "entries": [asdict(e) for e in load_entries(store_path(args))]})
+        return 0
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from demo_app.launch import launch
+
+    return launch(Path(args.workspace), args.port, args.host)
+
+
+def cmd_serve_bench(args: argparse.Namespace) -> int:
+    from device_runtime.device_scripts.edge_bench import Protocol
+    from pipeline.serve_bench import serve
+
+    try:
+        protocol = Protocol(args.warmup_runs, args.min_runs, args.min_duration_s)
+    except ValueError as exc:
+        raise ConfigError(f"Measurement settings: {exc}.") from None
+    stored = serve([Path(p) for p in args.artifacts], store_path(args), host=args.host, port=args.port,
+                   timeout_s=args.timeout, protocol=protocol)
+    print(f"{len(stored)} result(s) stored in {store_path(args)}")
+    return 0
