@@ -64,7 +64,7 @@ def run_export_cell(cell: ExportCell, model_ref: str, eval_data: str | None, cal
     try:
         with exclusive_lock(cell_lock(folder, "export"), wait=wait):
             if planned_at_ns and (_mtime(folder / MANIFEST_FILE) or 0) > planned_at_ns:
-                return published_row(cell, folder, started)
+                return {**published_row(cell, folder, started), "reused": True}
             with cell_output(export_log(folder)):
                 return _export(cell, model_ref, eval_data, calibration, folder, started)
     except LockBusyError as exc:

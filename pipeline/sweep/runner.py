@@ -239,13 +239,14 @@ def _cells(recipe: Recipe, workspace: Path, store_path: Path, executor: Any, wai
                 continue
             record_export(store, {"key": key, **row})
             if row["status"] == "ok":
-                summary.exports["done"] += 1
+                summary.exports["cached" if row.get("reused") else "done"] += 1  # reused: another writer exported it
                 ready[cell] = (str(folder), row["manifest_sha256"])
             else:
                 summary.exports["failed"] += 1
                 summary.failures.append((f"export {cell.label()}", row["error"]))
                 summary.logs[f"export {cell.label()}"] = str(export_log(folder))
-            progress.step("export", cell.label(), row["status"], row["seconds"])
+            progress.step("export", cell.label(), "exported by another writer" if row.get("reused") else row["status"],
+                          row["seconds"])
 
         measure = recipe.measure.__dict__
         calibrations = {name: calibration_for(workspace, PROFILES.get(name)) for name in recipe.devices}

@@ -56,6 +56,8 @@ def test_two_sweeps_of_one_recipe_share_the_workspace(tmp_path, torch_model_path
     assert second.returncode == 0, outputs[1][-3000:]
     assert "FAILED" not in "".join(outputs)
     assert any("another sweep (pid" in out for out in outputs)  # the later one said so at start
+    done = [int(out.split("exports {'cached': ")[1].split("'done': ")[1].split(",")[0]) for out in outputs]
+    assert sum(done) == 6, outputs  # each cell exported once, by one of the two; the other reused it
     with open_store(workspace / "results.sqlite") as store:
         exports = fetch_exports(store)
         measurements = fetch_measurements(store)
