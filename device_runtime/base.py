@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from device_runtime.device_scripts.edge_bench import measure, run_batch
 from device_runtime.inputs import InputSignature
 from pipeline.core.records import DelegationReport
 
@@ -61,3 +62,31 @@ class Runtime(Protocol):
         ...
 
     def load(self, model_path: Path, delegate: str, threads: int | None = None) -> Session: ...
+
+
+@dataclass
+class ProgramSession:
+    """A session over one of the on-device script's programs (`edge_bench.py`), shared by LiteRT and ExecuTorch."""
+
+    program: Any
+    load_ms: float = 0.0
+
+    @property
+    def delegate(self) -> str:
+        return self.program.delegate_used
+
+    @property
+    def delegate_used(self) -> str:
+        """The delegate that holds the graph, read from the runtime after loading (never from the request)."""
+        return self.program.delegate_used
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Outputs for a float batch at the program's batch size; integer I/O is (de)quantized by the program."""
+        return run_batch(self.program, x)
+
+    def benchmark(self, x: np.ndarray, labels: np.ndarray | None, protocol: Any) -> dict[str, Any]:
+        """Time single-sample runs with the harness protocol (the on-device script's `measure`)."""
+        return measure(self.program, x, labels, protocol, self.load_ms)
+
+    def close(self) -> None:
+        self.program.close()

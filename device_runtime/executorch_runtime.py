@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from device_runtime.base import Availability
-from device_runtime.device_scripts.edge_bench import Protocol, PteProgram, measure, run_batch
+from device_runtime.base import Availability, ProgramSession
+from device_runtime.device_scripts.edge_bench import Protocol, PteProgram
 from device_runtime.inputs import InputSignature
 from pipeline.core.errors import ArtifactError, RuntimeUnavailableError, UnknownNameError
 from pipeline.core.registry import unknown_name_message
@@ -22,28 +21,12 @@ SCALAR_TYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "f
                 11: "bool", 15: "bfloat16"}
 
 
-@dataclass
-class ExecuTorchSession:
+class ExecuTorchSession(ProgramSession):
     """A loaded `.pte` program (the on-device script's `PteProgram`) behind the runtime interface."""
-
-    program: Any
-    load_ms: float = 0.0
-
-    @property
-    def delegate(self) -> str:
-        return self.program.delegate_used
-
-    @property
-    def delegate_used(self) -> str:
-        """'xnnpack' when the program's plan holds an XNNPACK delegate, else 'portable'."""
-        return self.program.delegate_used
 
     @property
     def threads_applied(self) -> bool:
         return self.program.threads_applied
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        return run_batch(self.program, x)
 
     def input_signature(self) -> InputSignature:
         """The first input's shape and element type, from the loaded method's metadata."""
@@ -51,11 +34,8 @@ class ExecuTorchSession:
         return InputSignature(tuple(int(d) for d in meta.sizes()), SCALAR_TYPES.get(int(meta.dtype()), str(meta.dtype())))
 
     def benchmark(self, x: np.ndarray, labels: np.ndarray | None, protocol: Protocol) -> dict[str, Any]:
-        """Time single-sample runs with the harness protocol (the on-device script's `measure`)."""
-        return {**measure(self.program, x, labels, protocol, self.load_ms), "threads_applied": self.threads_applied}
-
-    def close(self) -> None:
-        self.program.close()
+        """The harness protocol's result, plus whether the requested thread count took."""
+        return {**super().benchmark(x, labels, protocol), "threads_applied": self.threads_applied}
 
 
 class ExecuTorchRuntime:

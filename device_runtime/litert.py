@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from device_runtime.base import Availability
-from device_runtime.device_scripts.edge_bench import Protocol, load_program, measure, run_batch
+from device_runtime.base import Availability, ProgramSession
+from device_runtime.device_scripts.edge_bench import load_program
 from device_runtime.inputs import InputSignature, quantized_range
 from pipeline.core.errors import ArtifactError, RuntimeUnavailableError, UnknownNameError
 from pipeline.core.records import DelegationReport
@@ -20,25 +19,12 @@ DELEGATES = ("xnnpack", "cpu", "gpu")
 GPU_DEVICE_GLOBS = ("/dev/dri/renderD*", "/dev/nvidia[0-9]*", "/dev/kgsl-3d0", "/dev/mali*")
 
 
-@dataclass
-class LiteRTSession:
+class LiteRTSession(ProgramSession):
     """A loaded `.tflite` program (interpreter or GPU accelerator) behind the runtime interface.
 
     The program classes live in the on-device script, so validation, `pipeline bench`, the app and a
     real board all run a model through the same code.
     """
-
-    program: Any
-    load_ms: float = 0.0
-
-    @property
-    def delegate(self) -> str:
-        return self.program.delegate_used
-
-    @property
-    def delegate_used(self) -> str:
-        """The delegate that holds the graph, read from the runtime after loading."""
-        return self.program.delegate_used
 
     @property
     def interpreter(self) -> Any:
@@ -59,20 +45,9 @@ class LiteRTSession:
         value_range = quantized_range(detail["dtype"], detail["quantization"]) or (0.0, 1.0)
         return InputSignature(tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name, value_range)
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Outputs for a float batch; integer I/O tensors are (de)quantized by the program."""
-        return run_batch(self.program, x)
-
-    def benchmark(self, x: np.ndarray, labels: np.ndarray | None, protocol: Protocol) -> dict[str, Any]:
-        """Time single-sample runs with the harness protocol (the on-device script's `measure`)."""
-        return measure(self.program, x, labels, protocol, self.load_ms)
-
     def op_names(self) -> list[str]:
         """Names of the ops in the execution plan (a delegated block shows as 'DELEGATE')."""
         return [op["op_name"] for op in self.program.ops]
-
-    def close(self) -> None:
-        self.program.close()
 
 
 def gpu_availability() -> Availability:
