@@ -28,7 +28,8 @@ def example_args(bundle: ModelBundle) -> tuple[Any, ...]:
 
     data = bundle.eval_data or bundle.calibration_data
     if data is not None:
-        return (torch.tensor(np.asarray(data.x[:1], dtype=np.float32)),)
+        # a fresh array: a user's view can carry a 0 stride on a size-1 axis (x[:, None]), which lowering refuses
+        return (torch.from_numpy(np.array(data.x[:1], dtype=np.float32, order="C", copy=True)),)
     return (torch.zeros([1, *bundle.input_spec.shape[1:]], dtype=torch.float32),)
 
 

@@ -84,3 +84,14 @@ def test_truncated_program_is_an_artifact_error(torch_bundle, tmp_path):
     truncated.write_bytes((result.out_dir / "model.pte").read_bytes()[:2000])
     with pytest.raises(ArtifactError, match="could not load"):
         RUNTIMES.get("executorch").load(truncated, "xnnpack")
+
+
+def test_eval_data_that_is_a_strided_view_still_lowers(torch_bundle, tmp_path):
+    from pipeline.core.datasets import Dataset
+
+    data = torch_bundle.eval_data
+    view = np.asarray(data.x)[:, 0][:, None]  # x[:, None]: the new axis has stride 0, as a user's arrays often do
+    assert 0 in view.strides
+    bundle = torch_bundle.with_data(eval_data=Dataset(data.name, view, data.y, data.layout, data.labels))
+    result = export_bundle(bundle, "executorch", quantization_config("none"), tmp_path / "pte")
+    assert result.validation_passed
