@@ -76,8 +76,23 @@ def browser_pss_bytes() -> int | None:
     return total or None
 
 
+class IsolatedHandler(BaseHTTPRequestHandler):
+    """A quiet request handler whose every response (error pages included) carries `headers`: cross-origin
+    isolation by default, so pages get SharedArrayBuffer (wasm threads) and a fine `performance.now()`."""
+
+    headers_sent: dict[str, str] = ISOLATION_HEADERS
+
+    def end_headers(self) -> None:
+        for name, value in self.headers_sent.items():
+            self.send_header(name, value)
+        super().end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
 def _handler(files: dict[str, Path], model_dir: Path | None) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(IsolatedHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             path = unquote(self.path.split("?", 1)[0])
             target = files.get(path)
@@ -94,14 +109,6 @@ def _handler(files: dict[str, Path], model_dir: Path | None) -> type[BaseHTTPReq
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
-
-        def end_headers(self) -> None:  # on every response, error pages included
-            for name, value in ISOLATION_HEADERS.items():
-                self.send_header(name, value)
-            super().end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass
 
     return Handler
 

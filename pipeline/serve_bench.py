@@ -22,6 +22,7 @@ from urllib.parse import unquote
 
 import numpy as np
 
+from device_runtime.chromium import ISOLATION_HEADERS, IsolatedHandler
 from device_runtime.device_scripts.edge_bench import PROTOCOL_VERSION, Protocol, latency_stats
 from device_runtime.tfjs_browser import PAGE_DIR, gpu_kind, page_files
 from pipeline.core.errors import ArtifactError, ConfigError, DataError
@@ -33,9 +34,7 @@ BACKENDS = ("wasm", "webgl", "webgpu")
 MAX_BODY_BYTES = 2 * 1024 * 1024  # up to MAX_RUNS latencies and one prediction per sample
 MAX_RUNS = 100_000
 DEVICE_NAME_CHARS = 64
-ISOLATION_HEADERS = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp",
-                     "Cross-Origin-Resource-Policy": "same-origin", "Cache-Control": "no-store",
-                     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+HEADERS = {**ISOLATION_HEADERS, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 TYPES = {".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json", ".html": "text/html",
          ".bin": "application/octet-stream", ".f32": "application/octet-stream"}
 
@@ -202,7 +201,9 @@ class BenchServer:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(IsolatedHandler):
+            headers_sent = HEADERS
+
             def _below_token(self) -> str | None:
                 path = unquote(self.path.split("?", 1)[0])
                 prefix = f"/{server.token}/"
@@ -246,14 +247,6 @@ class BenchServer:
                     return
                 status, reply = server.receive(self.rfile.read(length))
                 self._reply(status, json.dumps(reply).encode(), TYPES[".json"])
-
-            def end_headers(self) -> None:
-                for name, value in ISOLATION_HEADERS.items():
-                    self.send_header(name, value)
-                super().end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
 
         return Handler
 
