@@ -51,7 +51,7 @@ def anchor_artifact(workspace: Path) -> Path:
     model = keras.applications.MobileNetV2(input_shape=(224, 224, 3), alpha=1.0, weights=None)
     inputs = np.random.default_rng(0).random((ANCHOR_SAMPLES, 224, 224, 3), dtype=np.float32)
     bundle = ModelBundle(
-        framework="keras", model=model, input_spec=TensorSpec("input", (None, 224, 224, 3)),
+        framework="keras", model=model, inputs=(TensorSpec("input", (None, 224, 224, 3)),),
         source=SourceInfo("keras", "keras.applications", "keras.applications.MobileNetV2(alpha=1.0, weights=None)", ""),
         eval_data=Dataset("random-uniform", inputs, None, "NHWC"),
     )

@@ -104,7 +104,8 @@ def torch_to_tf_saved_model(bundle: ModelBundle, scratch_dir: Path, input_layout
 
 def artifact_layout(bundle: ModelBundle, input_layout: str) -> str:
     """The converted model's input layout: `input_layout` for images, the source's otherwise."""
-    return input_layout if len(bundle.input_spec.shape) == 4 else bundle.input_spec.layout
+    images = [spec for spec in bundle.inputs if len(spec.shape) == 4]
+    return input_layout if images else bundle.inputs[0].layout
 
 
 def _in_layout(data: Dataset, layout: str) -> Dataset:
@@ -115,11 +116,12 @@ def saved_model_bundle(bundle: ModelBundle, saved_model: Path, layout: str) -> M
     """The converted SavedModel as a 'tensorflow' bundle, its data (every split) transposed to `layout`."""
     from pipeline.intake.keras_intake import load_saved_model
 
-    loaded, spec = load_saved_model(saved_model)
+    loaded, specs = load_saved_model(saved_model)
     splits = {f.name: _in_layout(value, layout) for f in fields(bundle)
               if isinstance(value := getattr(bundle, f.name), Dataset)}
     return replace(
-        bundle, framework="tensorflow", model=loaded, input_spec=TensorSpec(spec.name, spec.shape, spec.dtype, layout),
+        bundle, framework="tensorflow", model=loaded,
+        inputs=tuple(TensorSpec(s.name, s.shape, s.dtype, layout if len(s.shape) == 4 else s.layout) for s in specs),
         source=SourceInfo("tensorflow", "saved_model", str(saved_model), ""), **splits,
     )
 

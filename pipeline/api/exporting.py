@@ -11,6 +11,7 @@ from typing import Any
 from pipeline.api.artifact import Artifact
 from pipeline.core.bundle import ModelBundle
 from pipeline.core.errors import ConfigError, DataError, OutputMismatchError
+from pipeline.core.tensors import describe_inputs
 
 ARTIFACTS_DIR = "artifacts"
 
@@ -63,8 +64,9 @@ def _bundle(model: Any, *, example_inputs: Any, input_shape: tuple[int, ...] | N
     if isinstance(model, (str, Path)):
         bundle = load_model(str(model), weights=Path(weights) if weights else None,
                             input_shape=tuple(input_shape) if input_shape else None)
-        if layout is not None and layout != bundle.input_spec.layout:
-            bundle = replace(bundle, input_spec=replace(bundle.input_spec, layout=layout))
+        if layout is not None:
+            bundle = replace(bundle, inputs=tuple(replace(spec, layout=layout) if len(spec.shape) == 4 else spec
+                                                  for spec in bundle.inputs))
         return bundle
     if weights is not None:
         raise ConfigError("weights= applies to a 'package.module:factory' reference; an in-memory model already "
@@ -76,26 +78,24 @@ def _bundle(model: Any, *, example_inputs: Any, input_shape: tuple[int, ...] | N
 def _with_data(bundle: ModelBundle, eval_data: Any, calibration: Any, train_data: Any) -> ModelBundle:
     from pipeline.intake.data import to_dataset
 
-    spec = bundle.input_spec
-    bundle = bundle.with_data(
-        eval_data=to_dataset(eval_data, spec, "eval_data") if eval_data is not None else None,
-        calibration_data=to_dataset(calibration, spec, "calibration") if calibration is not None else None,
+    specs = bundle.inputs
+    return bundle.with_data(
+        eval_data=to_dataset(eval_data, specs, "eval_data") if eval_data is not None else None,
+        calibration_data=to_dataset(calibration, specs, "calibration") if calibration is not None else None,
+        train_data=to_dataset(train_data, specs, "train_data") if train_data is not None else None,
     )
-    if train_data is not None:
-        bundle = replace(bundle, train_data=to_dataset(train_data, spec, "train_data"))
-    return bundle
 
 
 def _check_data(bundle: ModelBundle, quantization: Any, stages: list[Any], validate: bool) -> None:
     """DataError, in the API's terms, for data a step will need and the model does not have."""
-    shape = list(bundle.input_spec.shape)
+    shape = describe_inputs(bundle.inputs)
     if validate and bundle.eval_data is None:
         raise DataError(f"{bundle.source.path} has no evaluation data, so the artifact cannot be validated: pass "
-                        f"eval_data=(x, y) (inputs shaped {shape} in {bundle.input_spec.layout}, integer labels), "
+                        f"eval_data=(x, y) (inputs {shape}, images in the model's layout, integer labels), "
                         "or validate=False to skip validation (the manifest then says so).")
     if quantization.needs_calibration and bundle.calibration_data is None:
         raise DataError(f"{quantization.mode} quantization needs calibration data: pass calibration=x (a few hundred "
-                        f"real inputs shaped {shape}), or choose quantize='dynamic-int8', which needs none.")
+                        f"real inputs: {shape}), or choose quantize='dynamic-int8', which needs none.")
     trains = [f"quantize='{quantization.mode}'"] if getattr(quantization, "fine_tune_epochs", 0) else []
     trains += [f"prune stage '{s.stage}'" for s in stages if getattr(s, "fine_tune_epochs", 0)]
     if trains and (bundle.train_data is None or bundle.train_data.y is None):

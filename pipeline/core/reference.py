@@ -1,4 +1,7 @@
-"""Run a source model in its own framework: the reference every artifact is compared with."""
+"""Run a source model in its own framework: the reference every artifact is compared with.
+
+A predictor takes a feed (input name -> batch, in the model's input order) and returns every output.
+"""
 
 from __future__ import annotations
 
@@ -8,32 +11,49 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.registry import Registry
+from pipeline.core.tensors import Feed, as_outputs
 
 
-def predict_keras(model: Any, x: np.ndarray) -> np.ndarray:
-    """Inference-mode forward pass on one batch."""
-    return np.asarray(model(x, training=False))
+def predict_keras(model: Any, feed: Feed) -> list[np.ndarray]:
+    """Inference-mode forward pass on one batch (a list of inputs for a multi-input model)."""
+    arrays = list(feed.values())
+    return as_outputs(model(arrays[0] if len(arrays) == 1 else arrays, training=False))
 
 
-def predict_saved_model(loaded: Any, x: np.ndarray) -> np.ndarray:
-    """Run the `serving_default` signature on one batch (its first output)."""
+def saved_model_output_names(loaded: Any) -> tuple[str, ...]:
+    """The `serving_default` signature's outputs, sorted by name (the order TFLite's converter gives them)."""
+    return tuple(sorted(loaded.signatures["serving_default"].structured_outputs))
+
+
+def predict_saved_model(loaded: Any, feed: Feed) -> list[np.ndarray]:
+    """Run the `serving_default` signature on one batch; outputs sorted by name."""
     import tensorflow as tf
 
     signature = loaded.signatures["serving_default"]
-    name = next(iter(signature.structured_input_signature[1]))
-    result = signature(**{name: tf.constant(x)})
-    return np.asarray(next(iter(result.values())))
+    expected = signature.structured_input_signature[1]
+    result = signature(**{name: tf.constant(array, dtype=expected[name].dtype) for name, array in feed.items()})
+    return [np.asarray(result[name]) for name in sorted(result)]
 
 
-def predict_torch(model: Any, x: np.ndarray) -> np.ndarray:
-    """Forward pass without gradients on one batch."""
+def predict_torch(model: Any, feed: Feed) -> list[np.ndarray]:
+    """Forward pass without gradients on one batch; inputs are passed positionally in the model's order."""
     import torch
 
     with torch.no_grad():
-        return model(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+        result = model(*(torch.from_numpy(np.ascontiguousarray(array)) for array in feed.values()))
+    return as_outputs(result)
 
 
-PREDICTORS: Registry[Callable[[Any, np.ndarray], np.ndarray]] = Registry("framework")
+def keras_output_names(model: Any) -> tuple[str, ...]:
+    names = getattr(model, "output_names", None)
+    return tuple(names) if names else ()
+
+
+PREDICTORS: Registry[Callable[[Any, Feed], list[np.ndarray]]] = Registry("framework")
 PREDICTORS.register("keras", predict_keras)
 PREDICTORS.register("tensorflow", predict_saved_model)
 PREDICTORS.register("torch", predict_torch)
+
+OUTPUT_NAMES: Registry[Callable[[Any], tuple[str, ...]]] = Registry("framework")
+OUTPUT_NAMES.register("keras", keras_output_names)
+OUTPUT_NAMES.register("tensorflow", saved_model_output_names)

@@ -6,20 +6,26 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from pipeline.core.bundle import TensorSpec
 from pipeline.core.errors import IntakeError, converter_errors, first_line, tensorflow_errors
+from pipeline.core.tensors import DTYPES, TensorSpec, dtype_name, layout_for
 
 
 def layout_for_rank(rank: int) -> str:
     """Keras's layout for an input of `rank` dimensions (channels last)."""
-    return {4: "NHWC", 2: "NC"}.get(rank, f"rank{rank}")
+    return layout_for(rank, channels_last=True)
 
 
-def _single_input_error(path: Path | str, count: int) -> IntakeError:
-    return IntakeError(f"{path} has {count} inputs; the pipeline takes models with exactly one input tensor.")
+def input_spec(name: str, shape: Any, dtype: Any, where: str) -> TensorSpec:
+    """One input as the pipeline describes it; IntakeError for a dtype no target takes."""
+    dims = tuple(None if d is None else int(d) for d in shape)
+    kind = dtype_name(dtype)
+    if kind not in DTYPES:
+        raise IntakeError(f"{where}: input '{name}' has dtype {kind}; the pipeline takes {', '.join(DTYPES)}.")
+    return TensorSpec(name=name, shape=dims, dtype=kind, layout=layout_for_rank(len(dims)) if kind.startswith("float")
+                      else "NC")
 
 
-def load_keras_file(path: Path) -> tuple[Any, TensorSpec]:
+def load_keras_file(path: Path) -> tuple[Any, tuple[TensorSpec, ...]]:
     """Load a `.keras` archive with Keras safe mode on (no arbitrary code in lambdas)."""
     import keras
 
@@ -31,20 +37,16 @@ def load_keras_file(path: Path) -> tuple[Any, TensorSpec]:
 
     with converter_errors(unreadable, f"Reading {path}", zipfile.BadZipFile, *tensorflow_errors()):
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    return model, keras_input_spec(model, str(path))
+    return model, keras_input_specs(model, str(path))
 
 
-def keras_input_spec(model: Any, where: str) -> TensorSpec:
-    """The single input of a built Keras model; IntakeError for a model with several inputs."""
-    if len(model.inputs) != 1:
-        raise _single_input_error(where, len(model.inputs))
-    tensor = model.inputs[0]
-    shape = tuple(None if d is None else int(d) for d in tensor.shape)
-    name = getattr(tensor, "name", None) or "input"
-    return TensorSpec(name=name, shape=shape, dtype=str(tensor.dtype), layout=layout_for_rank(len(shape)))
+def keras_input_specs(model: Any, where: str) -> tuple[TensorSpec, ...]:
+    """The inputs of a built Keras model, in its call order, named as Keras names them."""
+    return tuple(input_spec(getattr(tensor, "name", None) or f"input_{i}", tensor.shape, tensor.dtype, where)
+                 for i, tensor in enumerate(model.inputs))
 
 
-def load_saved_model(path: Path) -> tuple[Any, TensorSpec]:
+def load_saved_model(path: Path) -> tuple[Any, tuple[TensorSpec, ...]]:
     """Load a SavedModel directory and describe its `serving_default` signature."""
     import tensorflow as tf
 
@@ -57,8 +59,7 @@ def load_saved_model(path: Path) -> tuple[Any, TensorSpec]:
     if signature is None:
         raise IntakeError(f"SavedModel {path} has no 'serving_default' signature; export one with tf.saved_model.save.")
     inputs = signature.structured_input_signature[1]
-    if len(inputs) != 1:
-        raise _single_input_error(path, len(inputs))
-    name, spec = next(iter(inputs.items()))
-    shape = tuple(spec.shape.as_list())
-    return loaded, TensorSpec(name=name, shape=shape, dtype=spec.dtype.name, layout=layout_for_rank(len(shape)))
+    if not inputs:
+        raise IntakeError(f"SavedModel {path}: 'serving_default' takes no inputs; export a signature over the model's inputs.")
+    return loaded, tuple(input_spec(name, spec.shape.as_list(), spec.dtype.name, str(path))
+                         for name, spec in inputs.items())

@@ -11,9 +11,12 @@ import hashlib
 import sys
 from typing import Any
 
-from pipeline.core.bundle import ModelBundle, SourceInfo, TensorSpec
+import numpy as np
+
+from pipeline.core.bundle import ModelBundle, SourceInfo
 from pipeline.core.datasets.base import LAYOUTS
 from pipeline.core.errors import ConfigError, IntakeError
+from pipeline.core.tensors import TensorSpec, describe_inputs
 from pipeline.intake import keras_intake, torch_intake
 
 IN_MEMORY_TYPES = ("a keras.Model", "a torch.nn.Module (with example_inputs)", "a torch.export.ExportedProgram")
@@ -45,24 +48,33 @@ def model_name(model: Any) -> str:
     return name if isinstance(name, str) and name else type(model).__name__
 
 
-def _example_shape(example_inputs: Any) -> tuple[tuple[int, ...], str]:
-    """The shape and dtype of the single example input (a tensor, an array or a 1-tuple of one)."""
-    if isinstance(example_inputs, (tuple, list)):
-        if len(example_inputs) != 1:
-            raise ConfigError(f"example_inputs must be one input batch (the pipeline takes models with exactly one "
-                              f"input tensor), got {len(example_inputs)}.")
-        example_inputs = example_inputs[0]
-    shape = getattr(example_inputs, "shape", None)
-    if shape is None:
-        raise ConfigError(f"example_inputs must be a tensor or array batch, got {type(example_inputs).__name__}.")
-    dtype = str(getattr(example_inputs, "dtype", "float32")).removeprefix("torch.")
-    return tuple(int(d) for d in shape), dtype
+def _example_specs(example_inputs: Any, layout_for_rank: Any) -> tuple[TensorSpec, ...]:
+    """Input specs from example inputs: one batch, a tuple/list of batches (positional inputs) or a dict of
+    name -> batch (keyword order); the batch dimension is left dynamic."""
+    if isinstance(example_inputs, dict):
+        items = list(example_inputs.items())
+    elif isinstance(example_inputs, (tuple, list)):
+        items = [(f"input_{i}" if len(example_inputs) > 1 else "input", value) for i, value in enumerate(example_inputs)]
+    else:
+        items = [("input", example_inputs)]
+    if not items:
+        raise ConfigError("example_inputs is empty; pass a batch for each input of the model.")
+    specs = []
+    for name, value in items:
+        shape = getattr(value, "shape", None)
+        if shape is None:
+            raise ConfigError(f"example_inputs['{name}'] must be a tensor or array batch, got {type(value).__name__}.")
+        dims = tuple(int(d) for d in shape)
+        if len(dims) < 2 or any(d < 1 for d in dims):
+            raise ConfigError(f"The input shape {list(dims)} of '{name}' must be a batch: batch first, then positive "
+                              "dimensions.")
+        spec = torch_intake.input_spec(name, (None, *dims[1:]), getattr(value, "dtype", "float32"), "example_inputs")
+        specs.append(TensorSpec(spec.name, spec.shape, spec.dtype, layout_for_rank(len(dims)) if spec.is_float else "NC"))
+    return tuple(specs)
 
 
-def _spec_from_shape(shape: tuple[int, ...], dtype: str, layout: str, name: str = "input") -> TensorSpec:
-    if len(shape) < 2 or any(d < 1 for d in shape):
-        raise ConfigError(f"The input shape {list(shape)} must be a batch: batch first, then positive dimensions.")
-    return TensorSpec(name=name, shape=(None, *shape[1:]), dtype=dtype, layout=layout)
+def _shape_spec(input_shape: tuple[int, ...], layout_for_rank: Any) -> tuple[TensorSpec, ...]:
+    return _example_specs(np.zeros(tuple(input_shape), np.float32), layout_for_rank)
 
 
 def _digest(parts: list[bytes]) -> str:
@@ -92,32 +104,35 @@ def _keras_hash(model: Any) -> str:
     return _digest([architecture, *weights])
 
 
-def _keras_bundle(model: Any, example_inputs: Any, input_shape: tuple[int, ...] | None) -> tuple[Any, TensorSpec]:
+def _keras_bundle(model: Any, example_inputs: Any, input_shape: tuple[int, ...] | None) -> tuple[Any, tuple[TensorSpec, ...]]:
     try:
         inputs = model.inputs
     except AttributeError:  # a subclassed model that was never called has no symbolic inputs
         inputs = None
+    layout = keras_intake.layout_for_rank
     if inputs:
-        spec = keras_intake.keras_input_spec(model, "the keras.Model")
-        if any(d is None for d in spec.shape[1:]) and (example_inputs is not None or input_shape):
-            shape = input_shape or _example_shape(example_inputs)[0]
-            spec = TensorSpec(spec.name, (None, *shape[1:]), spec.dtype, spec.layout)
-        return model, spec
+        specs = keras_intake.keras_input_specs(model, "the keras.Model")
+        if any(d is None for spec in specs for d in spec.shape[1:]) and (example_inputs is not None or input_shape):
+            given = _shape_spec(input_shape, layout) if input_shape else _example_specs(example_inputs, layout)
+            if len(given) == len(specs):
+                specs = tuple(TensorSpec(s.name, (None, *g.shape[1:]), s.dtype, s.layout) for s, g in zip(specs, given, strict=True))
+        return model, specs
     if example_inputs is None and input_shape is None:
         raise ConfigError("The keras.Model has no input shape (a subclassed model that was never built); pass "
                           "example_inputs=a batch of inputs (or input_shape=(1, ...)).")
-    shape, dtype = (input_shape, "float32") if input_shape else _example_shape(example_inputs)
-    return model, _spec_from_shape(shape, dtype, keras_intake.layout_for_rank(len(shape)))
+    return model, _shape_spec(input_shape, layout) if input_shape else _example_specs(example_inputs, layout)
 
 
-def _torch_module(model: Any, example_inputs: Any, input_shape: tuple[int, ...] | None) -> tuple[Any, TensorSpec]:
+def _torch_module(model: Any, example_inputs: Any, input_shape: tuple[int, ...] | None) -> tuple[Any, tuple[TensorSpec, ...]]:
     if example_inputs is None and input_shape is None:
         raise ConfigError(f"A torch.nn.Module ({type(model).__name__}) does not say what input it takes; pass "
-                          "example_inputs=a batch of inputs (e.g. torch.randn(1, 3, 64, 64)) or input_shape=(1, 3, 64, 64).")
-    shape, dtype = (input_shape, "float32") if input_shape else _example_shape(example_inputs)
+                          "example_inputs=a batch of inputs (e.g. torch.randn(1, 3, 64, 64)), a tuple of batches for "
+                          "several inputs, or input_shape=(1, 3, 64, 64).")
+    layout = torch_intake.layout_for_rank
+    specs = _shape_spec(input_shape, layout) if input_shape else _example_specs(example_inputs, layout)
     if model.training:  # export what inference runs (BatchNorm statistics, no dropout), leaving the caller's module as it is
         model = copy.deepcopy(model).eval()
-    return model, _spec_from_shape(shape, dtype, torch_intake.layout_for_rank(len(shape)))
+    return model, specs
 
 
 def bundle_from_object(
@@ -143,23 +158,25 @@ def bundle_from_object(
                           "'package.module:factory' reference.")
     label = f"<in-memory {(name or model_name(model)).replace('.', '_')}>"
     if framework == "keras":
-        module, spec = _keras_bundle(model, example_inputs, input_shape)
+        module, specs = _keras_bundle(model, example_inputs, input_shape)
         digest = _keras_hash(model)
     elif framework == "torch-program":
-        module, spec = torch_intake.program_module(model, label)
+        module, specs = torch_intake.program_module(model, label)
         digest = _digest([str(model.graph_module.code).encode(), *_torch_state_bytes(model.state_dict)])
         framework = "torch"
     else:
-        module, spec = _torch_module(model, example_inputs, input_shape)
+        module, specs = _torch_module(model, example_inputs, input_shape)
         digest = _digest([f"{type(model).__module__}.{type(model).__qualname__}".encode(), str(model).encode(),
                           *_torch_state_bytes(model.state_dict())])
     if layout is not None:
-        if layout not in LAYOUTS or (layout != "NC") != (len(spec.shape) == 4):
-            raise ConfigError(f"layout '{layout}' does not fit the {len(spec.shape)}-D input {list(spec.shape)}: "
+        images = [spec for spec in specs if len(spec.shape) == 4]
+        if layout not in LAYOUTS or (layout != "NC") != bool(images):
+            raise ConfigError(f"layout '{layout}' does not fit the inputs ({describe_inputs(specs)}): "
                               f"use NHWC or NCHW for 4-D image inputs, NC for 2-D.")
-        spec = TensorSpec(spec.name, spec.shape, spec.dtype, layout)
-    if any(d is None for d in spec.shape[1:]):
-        raise ConfigError(f"The model's input {list(spec.shape)} has unknown dimensions; pass example_inputs or "
-                          "input_shape=(1, ...) with every dimension.")
+        specs = tuple(TensorSpec(s.name, s.shape, s.dtype, layout if len(s.shape) == 4 else s.layout) for s in specs)
+    open_dims = [spec for spec in specs if any(d is None for d in spec.shape[1:])]
+    if open_dims:
+        raise ConfigError(f"The model's inputs {describe_inputs(open_dims)} have unknown dimensions; pass "
+                          "example_inputs or input_shape=(1, ...) with every dimension.")
     source = SourceInfo(framework=framework, format="in-memory", path=label, sha256=digest)
-    return ModelBundle(framework=framework, model=module, input_spec=spec, source=source)
+    return ModelBundle(framework=framework, model=module, inputs=specs, source=source)

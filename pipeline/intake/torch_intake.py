@@ -7,16 +7,27 @@ import pickle
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.core.bundle import TensorSpec
 from pipeline.core.errors import ConfigError, IntakeError, converter_errors
+from pipeline.core.tensors import DTYPES, TensorSpec, dtype_name, layout_for
 
 
 def layout_for_rank(rank: int) -> str:
     """PyTorch's layout for an input of `rank` dimensions (channels first)."""
-    return {4: "NCHW", 2: "NC"}.get(rank, f"rank{rank}")
+    return layout_for(rank, channels_last=False)
+
+
+def input_spec(name: str, shape: Any, dtype: Any, where: str) -> TensorSpec:
+    """One input as the pipeline describes it; IntakeError for a dtype no target takes."""
+    dims = tuple(int(d) if isinstance(d, int) else None for d in shape)
+    kind = dtype_name(dtype)
+    if kind not in DTYPES:
+        raise IntakeError(f"{where}: input '{name}' has dtype {kind}; the pipeline takes {', '.join(DTYPES)}.")
+    return TensorSpec(name=name, shape=dims, dtype=kind,
+                      layout=layout_for_rank(len(dims)) if kind.startswith("float") else "NC")
 
 
 @contextmanager
@@ -41,7 +52,7 @@ def _tensors_only_unpickling() -> Iterator[None]:
         torch.load = original
 
 
-def load_pt2(path: Path) -> tuple[Any, TensorSpec]:
+def load_pt2(path: Path) -> tuple[Any, tuple[TensorSpec, ...]]:
     """Load a `torch.export.save` archive; returns the ExportedProgram's module."""
     import torch
 
@@ -57,22 +68,21 @@ def load_pt2(path: Path) -> tuple[Any, TensorSpec]:
     return program_module(program, str(path))
 
 
-def program_module(program: Any, where: str) -> tuple[Any, TensorSpec]:
-    """An ExportedProgram's module (in eval mode) and its single input; IntakeError for several inputs."""
+def program_module(program: Any, where: str) -> tuple[Any, tuple[TensorSpec, ...]]:
+    """An ExportedProgram's module (in eval mode) and its tensor inputs, in call order, from the graph signature."""
     placeholders = [
         node for node in program.graph.nodes
         if node.op == "placeholder" and node.name in program.graph_signature.user_inputs
     ]
-    if len(placeholders) != 1:
-        raise IntakeError(f"{where} has {len(placeholders)} inputs; the pipeline takes exactly one input tensor.")
-    value = placeholders[0].meta["val"]
-    shape = tuple(int(d) if isinstance(d, int) else None for d in value.shape)
-    dtype = str(value.dtype).removeprefix("torch.")
-    spec = TensorSpec(name=placeholders[0].name, shape=shape, dtype=dtype, layout=layout_for_rank(len(shape)))
+    tensors = [node for node in placeholders if hasattr(node.meta.get("val"), "shape")]
+    if not tensors or len(tensors) != len(placeholders):
+        raise IntakeError(f"{where} takes {len(placeholders)} inputs of which {len(tensors)} are tensors; the "
+                          "pipeline takes programs whose inputs are all tensors (export with tensor example inputs).")
+    specs = tuple(input_spec(node.name, node.meta["val"].shape, node.meta["val"].dtype, where) for node in tensors)
     module = program.module()
     for submodule in module.modules():  # the program was traced in eval mode; say so
         submodule.training = False
-    return module, spec
+    return module, specs
 
 
 def parse_factory(reference: str) -> tuple[str, str]:
@@ -83,7 +93,8 @@ def parse_factory(reference: str) -> tuple[str, str]:
     return module_name, attribute
 
 
-def load_factory(reference: str, weights: Path | None, input_shape: tuple[int, ...] | None) -> tuple[Any, TensorSpec]:
+def load_factory(reference: str, weights: Path | None,
+                 input_specs: tuple[TensorSpec, ...] | None) -> tuple[Any, tuple[TensorSpec, ...]]:
     """Build a model by calling `package.module:factory()`, then load a state dict safely."""
     import torch
 
@@ -100,13 +111,13 @@ def load_factory(reference: str, weights: Path | None, input_shape: tuple[int, .
         raise IntakeError(f"'{reference}' returned {type(model).__name__}, not a torch.nn.Module.")
     if weights is not None:
         load_state_dict(model, weights)
-    if input_shape is None:
+    if not input_specs:
         raise ConfigError(
-            f"The input shape of '{reference}' cannot be read from the model; pass --input-shape, "
-            "e.g. --input-shape 1,3,64,64 (batch first, NCHW)."
+            f"The inputs of '{reference}' cannot be read from the model; pass --input-shape 1,3,64,64 (one float "
+            "input, batch first, NCHW) or --input-spec name:shape:dtype for each input, e.g. "
+            "--input-spec input_ids:1x128:int64,attention_mask:1x128:int64."
         )
-    spec = TensorSpec(name="input", shape=(None, *input_shape[1:]), layout=layout_for_rank(len(input_shape)))
-    return model.eval(), spec
+    return model.eval(), tuple(replace(spec, shape=(None, *spec.shape[1:])) for spec in input_specs)
 
 
 def load_state_dict(model: Any, weights: Path) -> None:

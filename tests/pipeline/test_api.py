@@ -157,7 +157,7 @@ def test_exported_program_needs_no_example_inputs_and_hashes_stably(torch_model,
     (np.zeros((4, 8, 8), np.float32), r"expects \[None, 8, 8, 1\] \(NHWC\)"),
     (np.zeros((4, 8, 8, 1), np.uint8), "dtype uint8"),
     ((np.zeros((4, 8, 8, 1), np.float32), np.zeros(3, np.int64)), "4 integer class ids"),
-    ({"inputs": np.zeros((4, 8, 8, 1), np.float32)}, "'x' \\(inputs\\)"),
+    ({"inputs": np.zeros((4, 8, 8, 1), np.float32)}, "has arrays inputs but the model's inputs are"),
     ("missing.npz", "does not exist"),
     (object(), "cannot read a object"),
 ])

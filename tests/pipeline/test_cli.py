@@ -50,7 +50,7 @@ def test_corrupt_model_file(tmp_path, capsys):
 
 def test_wrong_input_shape(keras_model_path, tmp_path, capsys):
     assert main(["export", str(keras_model_path), "--input-shape", "1,28,28,1", "--out", str(tmp_path / "out")]) == 2
-    assert "--input-shape 1,28,28,1 does not match" in capsys.readouterr().err
+    assert "The given shape [1, 28, 28, 1] does not match the model's input image: [-1,8,8,1]" in capsys.readouterr().err
 
 
 def test_malformed_input_shape(capsys):

@@ -98,7 +98,7 @@ def test_corrupt_and_truncated_files(model_paths, tmp_path, suffix):
 
 
 def test_input_shape_that_contradicts_the_model(keras_model_path):
-    with pytest.raises(IntakeError, match=r"does not match the model's input \[None, 8, 8, 1\]"):
+    with pytest.raises(IntakeError, match=r"does not match the model's input image: \[-1,8,8,1\]"):
         load_model(str(keras_model_path), input_shape=(1, 8, 8, 3))
 
 

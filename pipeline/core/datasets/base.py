@@ -2,38 +2,59 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from pipeline.core.errors import DataError
 from pipeline.core.registry import Registry
+from pipeline.core.tensors import SHORTHAND, feed_length, slice_feed
 
 LAYOUTS = ("NHWC", "NCHW", "NC")
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Inputs `x` (float32, in `layout`) with optional integer labels `y`."""
+    """Samples of one or more named inputs (images in `layout`) with optional integer labels `y`.
+
+    `inputs` maps input name -> batch; a single array given in its place is the single input `x`.
+    """
 
     name: str
-    x: np.ndarray
+    inputs: Mapping[str, np.ndarray]
     y: np.ndarray | None
     layout: str
     labels: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.inputs, Mapping):
+            object.__setattr__(self, "inputs", {SHORTHAND: self.inputs})
+        if not self.inputs:
+            raise DataError(f"Dataset '{self.name}' has no inputs.")
+
+    @property
+    def x(self) -> np.ndarray:
+        """The samples of a single-input dataset; DataError for one with several inputs."""
+        if len(self.inputs) != 1:
+            raise DataError(f"Dataset '{self.name}' has {len(self.inputs)} inputs ({', '.join(self.inputs)}); "
+                            "use its `inputs` by name.")
+        return next(iter(self.inputs.values()))
+
     def __len__(self) -> int:
-        return int(self.x.shape[0])
+        return feed_length(self.inputs)
 
     def take(self, count: int) -> Dataset:
         """The first `count` samples (all of them if fewer exist)."""
         y = None if self.y is None else self.y[:count]
-        return Dataset(self.name, self.x[:count], y, self.layout, self.labels)
+        return Dataset(self.name, slice_feed(self.inputs, 0, count), y, self.layout, self.labels)
 
     def in_layout(self, layout: str) -> Dataset:
-        """The same samples transposed to `layout` (NHWC <-> NCHW)."""
-        return Dataset(self.name, to_layout(self.x, self.layout, layout), self.y, layout, self.labels)
+        """The same samples with their 4-D (image) inputs transposed to `layout` (NHWC <-> NCHW)."""
+        if layout == self.layout:
+            return self
+        moved = {name: to_layout(x, self.layout, layout) if x.ndim == 4 else x for name, x in self.inputs.items()}
+        return Dataset(self.name, moved, self.y, layout, self.labels)
 
 
 @dataclass(frozen=True)

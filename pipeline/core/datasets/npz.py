@@ -1,4 +1,4 @@
-"""User data from `.npz` files: array `x` (inputs) and optional integer labels `y`."""
+"""User data from `.npz` files: one array per input name (`x` for a single input) and optional integer labels `y`."""
 
 from __future__ import annotations
 
@@ -10,24 +10,38 @@ import numpy as np
 from pipeline.core.datasets.base import Dataset
 from pipeline.core.errors import DataError
 
+LABELS = "y"
+
+
+def check_labels(y: np.ndarray | None, count: int, what: str) -> np.ndarray | None:
+    """`y` as `count` integer class ids, or None; DataError otherwise."""
+    if y is None:
+        return None
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != count or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{what}: labels 'y' must be {count} integer class ids (one per sample), "
+                        f"got shape {list(y.shape)} {y.dtype}.")
+    return y
+
 
 def load_npz(path: Path, layout: str) -> Dataset:
-    """Read `x` (and `y` if present) without unpickling; DataError names what is wrong."""
+    """Read every input array (and `y` if present) without unpickling; DataError names what is wrong.
+
+    The arrays are checked against a model's inputs later (`ModelBundle.with_data`), which names what it expects.
+    """
     if not path.is_file():
-        raise DataError(f"Data file {path} does not exist; it must be an .npz with array 'x' (and optional 'y').")
+        raise DataError(f"Data file {path} does not exist; it must be an .npz with one array per input name "
+                        "('x' for a single input) and optional labels 'y'.")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
         raise DataError(
-            f"Could not read {path} as .npz ({exc}); write it with numpy.savez(path, x=inputs, y=labels)."
+            f"Could not read {path} as .npz ({exc}); write it with numpy.savez(path, x=inputs, y=labels) "
+            "(or one array per input name)."
         ) from None
-    if "x" not in arrays:
-        raise DataError(f"{path} has arrays {sorted(arrays)} but no 'x'; save the inputs as x=...")
-    x = arrays["x"]
-    if not np.issubdtype(x.dtype, np.floating):
-        raise DataError(f"{path}: 'x' has dtype {x.dtype}; save float32 inputs, preprocessed as the model expects.")
-    y = arrays.get("y")
-    if y is not None and (y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer)):
-        raise DataError(f"{path}: 'y' must be {len(x)} integer class labels, got shape {list(y.shape)} {y.dtype}.")
-    return Dataset(name=path.name, x=x.astype(np.float32), y=y, layout=layout)
+    y = arrays.pop(LABELS, None)
+    if not arrays:
+        raise DataError(f"{path} holds no input arrays; save the inputs as x=... (or one array per input name).")
+    count = len(next(iter(arrays.values())))
+    return Dataset(name=path.name, inputs=arrays, y=check_labels(y, count, str(path)), layout=layout)
