@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -31,8 +32,16 @@ class Session(Protocol):
         """The delegate or backend that really holds the graph, read from the runtime after loading."""
         ...
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Run a batch of float inputs in the model's layout; returns float outputs."""
+    def run_outputs(self, feed: Mapping[str, np.ndarray] | np.ndarray) -> list[np.ndarray]:
+        """Every output for a batch: `feed` maps the source model's input names to batches, in its input order
+        (a single array for a single-input model). Inputs are matched to the artifact's by name where the names
+        agree, else by position; integer and boolean inputs keep their values (cast to the artifact's integer
+        type), float inputs are (de)quantized as the artifact needs. Outputs come back as float32 (integer
+        outputs as their values), in the artifact's output order."""
+        ...
+
+    def run(self, x: Mapping[str, np.ndarray] | np.ndarray) -> np.ndarray:
+        """The output of a single-output model for a batch (`run_outputs` for a model with several)."""
         ...
 
     def input_signature(self) -> InputSignature:
