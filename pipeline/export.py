@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -55,14 +55,9 @@ def check_route(exporter: Any, framework: str, quantization: QuantizationConfig)
 
 
 def _signature(session: Any) -> dict[str, Any]:
-    describe = getattr(session, "input_details", None)
-    if describe is None:
-        return {}
-    def tensor(detail: dict[str, Any]) -> dict[str, Any]:
-        scale, zero_point = detail["quantization"]
-        return {"name": detail["name"], "shape": [int(d) for d in detail["shape"]],
-                "dtype": detail["dtype"].__name__, "scale": scale, "zero_point": zero_point}
-    return {"inputs": [tensor(session.input_details())], "outputs": [tensor(session.output_details())]}
+    """The artifact's inputs and outputs as its runtime reports them (where the runtime can say)."""
+    describe = getattr(session, "io_signature", None)
+    return describe() if describe is not None else {}
 
 
 EVAL_FILE = "eval.npz"
@@ -74,10 +69,10 @@ def write_eval_samples(path: Path, data: Any) -> dict[str, Any]:
     import numpy as np
 
     subset = data.take(EVAL_SAMPLES)
-    arrays = {"x": subset.x} if subset.y is None else {"x": subset.x, "y": subset.y}
+    arrays = dict(subset.inputs) if subset.y is None else {**subset.inputs, "y": subset.y}
     np.savez_compressed(path, **arrays)
     return {"file": path.name, "samples": len(subset), "dataset": subset.name, "layout": subset.layout,
-            "sha256": sha256_file(path)}
+            "inputs": list(subset.inputs), "sha256": sha256_file(path)}
 
 
 def flag_fallbacks(delegation: DelegationReport, quantization: QuantizationConfig) -> DelegationReport:
@@ -100,11 +95,14 @@ def export_bundle(
     config: Any = None,
     stages: Sequence[StageConfig] = (),
     run_validation: bool = True,
+    tolerances: Mapping[str, float] | None = None,
 ) -> ExportResult:
     """Export `bundle` to `target` in `out_dir`, validate it in its runtime and write the manifest.
 
     `stages` (pruning, ...) run first, in order, on the in-memory model; validation then
     compares the artifact with the optimized model, and each stage's effect is recorded.
+    Validation judges the outputs by `bundle.task` ('auto' inspects them) within the mode's tolerances,
+    `tolerances` overriding any of them by name.
     Nothing appears at `out_dir` unless every step succeeds; a failed validation still
     writes the artifact, with `validation.passed` false.
     """
@@ -117,7 +115,7 @@ def export_bundle(
     if run_validation and bundle.eval_data is None:
         raise DataError(
             f"{bundle.source.path} has no evaluation data, so the artifact cannot be validated: pass "
-            "--eval-data FILE.npz (array 'x' shaped like the model input, optional labels 'y'), "
+            "--eval-data FILE.npz (one array per input name, 'x' for a single input, optional labels 'y'), "
             "or --no-validate to skip validation (the manifest then says so)."
         )
     from quantize.stages import apply_stages
@@ -127,6 +125,7 @@ def export_bundle(
     stage_started = time.perf_counter()
     bundle, applied = apply_stages(bundle, list(stages))
     stage_seconds = time.perf_counter() - stage_started
+    bundle = bundle.with_outputs()
     with staged_directory(out_dir, marker=MANIFEST_FILE) as staging:
         started = time.perf_counter()
         output = exporter.export(bundle, staging, quantization, config)
@@ -137,7 +136,7 @@ def export_bundle(
         validation: ValidationResult | None = None
         try:
             if run_validation:
-                validation = validate(bundle, session, quantization.mode, exporter.runtime)
+                validation = validate(bundle, session, quantization.mode, exporter.runtime, overrides=tolerances)
             signature = _signature(session)
         finally:
             session.close()

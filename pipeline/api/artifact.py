@@ -47,36 +47,50 @@ class Artifact:
         """Bytes of every artifact file together (`size_bytes_gzip` in the manifest for the compressed size)."""
         return int(self.manifest["size_bytes"])
 
+    @property
+    def inputs(self) -> tuple[Any, ...]:
+        """The model's inputs (`TensorSpec`: name, shape, dtype, layout), from the manifest."""
+        from pipeline.core.tensors import TensorSpec
+
+        return tuple(TensorSpec.from_json(spec) for spec in self.manifest.get("input_signature") or [])
+
     def run(self, inputs: Any, *, runtime: str | None = None, delegate: str | None = None) -> Any:
         """Outputs of the artifact in its runtime (default: the one `bench` uses, with its default delegate).
 
-        `inputs` is a float batch in the model's layout (the manifest's `input_signature`); one sample without
-        the batch dimension gets one output row back. The session is closed before returning. Raises DataError
-        for inputs of the wrong shape, ConfigError for a runtime that cannot run this target.
+        `inputs`: a batch for a single-input model, or a dict of input name -> batch (the manifest's
+        `input_signature`; images in the model's layout); samples without the batch dimension get outputs
+        without it. Returns the output array of a single-output model, else a dict of output name -> array.
+        The session is closed before returning. Raises DataError for inputs of the wrong name, shape or
+        dtype, ConfigError for a runtime that cannot run this target.
         """
         import numpy as np
 
         from device_runtime import RUNTIMES, default_runtime, runtimes_for
-        from pipeline.core.bundle import TensorSpec
+        from pipeline.core.tensors import bind_feed
 
         runtime = runtime or default_runtime(self.target)
         if runtime not in runtimes_for(self.target):
             raise ConfigError(f"Runtime {runtime} cannot run a {self.target} artifact; use "
                               f"{', '.join(runtimes_for(self.target))}.")
         impl = RUNTIMES.get(runtime)
-        signature = (self.manifest.get("input_signature") or [{}])[0]
-        spec = TensorSpec(signature.get("name", "input"), tuple(signature.get("shape", ())),
-                          signature.get("dtype", "float32"), signature.get("layout", "NHWC"))
-        x = np.asarray(inputs)
-        single = x.ndim == len(spec.shape) - 1
-        batch = (x[None] if single else x).astype(np.float32, copy=False) if np.issubdtype(x.dtype, np.floating) else x
-        spec.check_batch(batch, "inputs")
+        specs = self.inputs
+        arrays = inputs if isinstance(inputs, dict) else {specs[0].name if len(specs) == 1 else "x": inputs}
+        arrays = {name: np.asarray(value) for name, value in arrays.items()}
+        single = len(specs) > 0 and all(
+            spec.name in arrays and arrays[spec.name].ndim == len(spec.shape) - 1 for spec in specs)
+        if single:
+            arrays = {name: value[None] for name, value in arrays.items()}
+        feed = bind_feed(specs, arrays, "inputs")
         session = impl.load(self.model_file, delegate or impl.default_delegate)
         try:
-            outputs = np.asarray(session.run(batch))
+            outputs = [np.asarray(out) for out in session.run_outputs(feed)]
         finally:
             session.close()
-        return outputs[0] if single else outputs
+        outputs = [out[0] for out in outputs] if single else outputs
+        if len(outputs) == 1:
+            return outputs[0]
+        names = [spec.get("name", f"output_{i}") for i, spec in enumerate(self.manifest.get("output_signature") or [])]
+        return {names[i] if i < len(names) else f"output_{i}": out for i, out in enumerate(outputs)}
 
     def __repr__(self) -> str:
         passed = self.validation.get("passed")

@@ -75,17 +75,6 @@ def _bundle(model: Any, *, example_inputs: Any, input_shape: tuple[int, ...] | N
                               input_shape=tuple(input_shape) if input_shape else None, layout=layout, name=name)
 
 
-def _with_data(bundle: ModelBundle, eval_data: Any, calibration: Any, train_data: Any) -> ModelBundle:
-    from pipeline.intake.data import to_dataset
-
-    specs = bundle.inputs
-    return bundle.with_data(
-        eval_data=to_dataset(eval_data, specs, "eval_data") if eval_data is not None else None,
-        calibration_data=to_dataset(calibration, specs, "calibration") if calibration is not None else None,
-        train_data=to_dataset(train_data, specs, "train_data") if train_data is not None else None,
-    )
-
-
 def _check_data(bundle: ModelBundle, quantization: Any, stages: list[Any], validate: bool) -> None:
     """DataError, in the API's terms, for data a step will need and the model does not have."""
     shape = describe_inputs(bundle.inputs)
@@ -163,6 +152,7 @@ def export(
     """
     from exporters import EXPORTERS
     from pipeline.export import check_route, export_bundle
+    from pipeline.intake.data import with_user_data
 
     exporter = EXPORTERS.get(target)  # a bad name fails before any model is loaded
     quantization, config = _configs(exporter, quantize, options)
@@ -170,7 +160,7 @@ def export(
     bundle = _bundle(model, example_inputs=example_inputs, input_shape=input_shape, layout=layout, weights=weights,
                      name=name)
     check_route(exporter, bundle.framework, quantization)
-    bundle = _with_data(bundle, eval_data, calibration, train_data)
+    bundle = with_user_data(bundle, eval_data=eval_data, calibration=calibration, train_data=train_data)
     _check_data(bundle, quantization, stages, validate)
     out_dir = Path(out) if out is not None else fresh_dir(
         Path(workspace) / ARTIFACTS_DIR, f"{_name_of(model, name)}-{target}-{quantization.mode}")

@@ -38,6 +38,7 @@ from pipeline.cli.options import (
     MODES,
     RUNTIME_NAMES,
     TARGETS,
+    TASKS,
     ZOO_MODELS,
     HelpFormatter,
     VersionAction,
@@ -117,10 +118,22 @@ def _export_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
     export.add_argument("--shard-size", dest="shard_size_bytes", type=int,
                         help="tfjs: weight shard size in bytes (default: 4194304)")
     export.add_argument("--weights", help="state dict for a package.module:factory model (loaded with weights_only)")
-    export.add_argument("--input-shape", help="input shape, batch first, when the model cannot tell (e.g. 1,3,64,64)")
-    export.add_argument("--eval-data", help=".npz with 'x' (and labels 'y') to validate on (default: the model card's)")
-    export.add_argument("--calibration", help=".npz with 'x' for int8 calibration (default: the model card's)")
+    export.add_argument("--input-shape", help="one float input's shape, batch first, when the model cannot tell "
+                        "(e.g. 1,3,64,64)")
+    export.add_argument("--input-spec", metavar="NAME:SHAPE:DTYPE[,...]",
+                        help="every input's name, shape and dtype (e.g. input_ids:1x128:int64,attention_mask:1x128:int64)"
+                             "; fixes dynamic dimensions such as the sequence length")
+    data = "(.npz: one array per input name, 'x' for a single input, optional labels 'y'; default: the model card's)"
+    export.add_argument("--eval-data", metavar="FILE.npz", help=f"data to validate on {data}")
+    export.add_argument("--calibration", metavar="FILE.npz", help=f"int8 calibration data {data}")
+    export.add_argument("--train-data", metavar="FILE.npz", help=f"training data for stages that fine-tune {data}")
+    export.add_argument("--finetune-epochs", type=int, metavar="N",
+                        help="fine-tuning epochs of pruning/QAT (0 = one-shot; default: the stage's)")
     export.add_argument("--calibration-samples", type=int, default=200, help="int8 calibration samples (default: 200)")
+    with_choices(export.add_argument("--task", help="how validation judges outputs (default: the card's, else auto)"),
+                 TASKS)
+    export.add_argument("--tolerance", action="append", metavar="NAME=VALUE", default=[],
+                        help="override a validation tolerance (repeatable; e.g. min_cosine_mean=0.98)")
     export.add_argument("--no-validate", action="store_true", help="skip validation (recorded in the manifest)")
 
 

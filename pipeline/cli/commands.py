@@ -98,15 +98,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load_bundle(args: argparse.Namespace) -> Any:
-    from pipeline.core.datasets.npz import load_npz
+    from dataclasses import replace
+
+    from pipeline.core.tensors import parse_input_specs
     from pipeline.intake import load_model
+    from pipeline.intake.data import with_user_data
 
     shape = parse_shape(args.input_shape) if args.input_shape else None
-    bundle = load_model(args.model, weights=Path(args.weights) if args.weights else None, input_shape=shape)
-    layout = bundle.input_spec.layout
-    eval_data = load_npz(Path(args.eval_data), layout) if args.eval_data else None
-    calibration = load_npz(Path(args.calibration), layout) if args.calibration else None
-    return bundle.with_data(eval_data=eval_data, calibration_data=calibration)
+    specs = parse_input_specs(args.input_spec) if args.input_spec else None
+    bundle = load_model(args.model, weights=Path(args.weights) if args.weights else None, input_shape=shape,
+                        input_specs=specs)
+    if args.task:
+        bundle = replace(bundle, task=args.task)
+    files = {name: Path(value) if value else None for name, value in
+             (("eval_data", args.eval_data), ("calibration", args.calibration), ("train_data", args.train_data))}
+    return with_user_data(bundle, **files)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -116,16 +122,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     from quantize.pruning import parse_prune
 
     exporter = EXPORTERS.get(args.target)  # fail fast on a bad target, before loading any model
+    from pipeline.validation import parse_tolerances
+
     options = {"calibration_samples": args.calibration_samples} if args.quantize == "int8" else {}
+    if args.finetune_epochs is not None:
+        options.update(_fine_tune_option(args))
     quantization = quantization_config(args.quantize, **options)
     config = _exporter_config(exporter, args)
-    stages = [parse_prune(args.prune)] if args.prune else []
+    tolerances = parse_tolerances(args.tolerance)  # a bad name fails before the model loads
+    stages = [parse_prune(args.prune, fine_tune_epochs=args.finetune_epochs)] if args.prune else []
     out = Path(args.out) if args.out else (
         Path(args.workspace) / "artifacts" / f"{Path(args.model).stem}-{args.target}-{args.quantize}")
     with framework_output(args):
         bundle = _load_bundle(args)
         result = export_bundle(bundle, args.target, quantization, out, config=config, stages=stages,
-                               run_validation=not args.no_validate)
+                               run_validation=not args.no_validate, tolerances=tolerances)
     manifest = result.manifest
     if args.json:
         print(json.dumps(manifest, indent=2))
@@ -136,6 +147,21 @@ def cmd_export(args: argparse.Namespace) -> int:
               "The artifact was written with validation.passed = false.", file=sys.stderr)
         return EXIT_VALIDATION_FAILED
     return 0
+
+
+def _fine_tune_option(args: argparse.Namespace) -> dict[str, int]:
+    """`--finetune-epochs` for the quantization mode when it fine-tunes (QAT); the prune stage takes it too."""
+    import dataclasses
+
+    from quantize.techniques import QUANTIZATION_MODES
+
+    fields = {f.name for f in dataclasses.fields(QUANTIZATION_MODES.get(args.quantize))}
+    if "fine_tune_epochs" in fields:
+        return {"fine_tune_epochs": args.finetune_epochs}
+    if not args.prune:
+        raise ConfigError(f"--finetune-epochs applies to stages that fine-tune (--prune, --quantize qat); "
+                          f"--quantize {args.quantize} without --prune does not fine-tune.")
+    return {}
 
 
 TARGET_OPTIONS = {"delegate": "--delegate", "shard_size_bytes": "--shard-size"}

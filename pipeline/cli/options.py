@@ -116,6 +116,12 @@ def _frameworks() -> list[str]:
     return sorted({framework for _, entry in ZOO.items() for framework in entry.builders})
 
 
+def _tasks() -> list[str]:
+    from pipeline.validation import TASKS
+
+    return list(TASKS)
+
+
 def _executors() -> list[str]:
     from pipeline.sweep.executors import EXECUTOR_NAMES
 
@@ -132,6 +138,7 @@ CALIBRATABLE = RegistryChoices("device profile", lambda: [*_devices(), "all"])
 ZOO_MODELS = RegistryChoices("zoo model", _zoo)
 FRAMEWORKS = RegistryChoices("framework", _frameworks)
 EXECUTORS = RegistryChoices("executor", _executors)
+TASKS = RegistryChoices("task", _tasks)
 
 
 def default_workspace() -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.core.bundle import ModelBundle
 from pipeline.core.datasets import Dataset
 from pipeline.core.datasets.npz import LABELS, check_labels, load_npz
 from pipeline.core.errors import DataError
@@ -55,3 +56,15 @@ def _arrays(inputs: Any) -> Any:
 def _labels(y: Any, inputs: Any, specs: Sequence[TensorSpec], what: str) -> np.ndarray | None:
     first = next(iter(inputs.values())) if isinstance(inputs, Mapping) and inputs else inputs
     return check_labels(None if y is None else np.asarray(y), len(np.asarray(first)), what)
+
+
+def with_user_data(bundle: ModelBundle, *, eval_data: Any = None, calibration: Any = None,
+                   train_data: Any = None) -> ModelBundle:
+    """`bundle` with the data a user gave (any form `to_dataset` takes; None keeps the bundle's own), each split
+    checked against the model's inputs before any slow work."""
+    specs = bundle.inputs
+    return bundle.with_data(
+        eval_data=to_dataset(eval_data, specs, "evaluation data") if eval_data is not None else None,
+        calibration_data=to_dataset(calibration, specs, "calibration data") if calibration is not None else None,
+        train_data=to_dataset(train_data, specs, "training data") if train_data is not None else None,
+    )

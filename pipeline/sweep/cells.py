@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -74,15 +75,18 @@ def run_export_cell(cell: ExportCell, model_ref: str, eval_data: str | None, cal
 def _export(cell: ExportCell, model_ref: str, eval_data: str | None, calibration: str | None, folder: Path,
             started: float) -> dict[str, Any]:
     try:
-        from pipeline.core.datasets.npz import load_npz
+        from pipeline.core.tensors import parse_input_specs
         from pipeline.export import export_bundle
         from pipeline.intake import load_model
+        from pipeline.intake.data import with_user_data
         from quantize import quantization_config
 
-        bundle = load_model(model_ref)
-        layout = bundle.input_spec.layout
-        bundle = bundle.with_data(eval_data=load_npz(Path(eval_data), layout) if eval_data else None,
-                                  calibration_data=load_npz(Path(calibration), layout) if calibration else None)
+        model = cell.model
+        bundle = load_model(model_ref, input_specs=parse_input_specs(model.input_spec) if model.input_spec else None)
+        bundle = with_user_data(dataclasses.replace(bundle, task=model.task) if model.task else bundle,
+                                eval_data=Path(eval_data) if eval_data else None,
+                                calibration=Path(calibration) if calibration else None,
+                                train_data=Path(model.train_data) if model.train_data else None)
         export_bundle(bundle, cell.target, quantization_config(cell.variant.quantize), folder,
                       stages=stage_configs(cell.variant.prune))
     except PipelineError as exc:

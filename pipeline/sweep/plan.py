@@ -40,8 +40,11 @@ class ExportCell:
         return f"{self.model.name}/{self.model.framework or 'user'} {self.variant.name} -> {self.target}"
 
     def key(self, source_sha256: str) -> str:
-        """Changes when the source model, the variant, the target or any toolchain version changes."""
-        return content_key("export", source_sha256, asdict(self.variant), self.target, toolchain_versions(*key_packages()))
+        """Changes when the source model (and how it is read and judged), the variant, the target or any toolchain
+        version changes."""
+        reading = {k: v for k, v in asdict(self.model).items() if k in ("task", "input_spec", "train_data") and v}
+        return content_key("export", source_sha256, asdict(self.variant), self.target, toolchain_versions(*key_packages()),
+                           *([reading] if reading else []))
 
 
 @dataclass(frozen=True)
@@ -95,13 +98,13 @@ def build_plan(recipe: Recipe) -> Plan:
     exports, refused = _partition(
         (ExportCell(model, variant, target)
          for model in recipe.models for variant in recipe.variants for target in recipe.targets
-         if not variant.targets or target in variant.targets),
+         if (not variant.targets or target in variant.targets) and (not model.variants or variant.name in model.variants)),
         _route_expresses,
     )
     benches, unmeasurable = _partition(
         (BenchCell(cell, runtime, device)
          for cell in exports for runtime in recipe.runtimes if runtime.target == cell.target
-         for device in recipe.devices),
+         for device in recipe.devices if not cell.model.devices or device in cell.model.devices),
         lambda bench: bench.runtime.delegate in PROFILES.get(bench.device).delegates,
     )
     return Plan(exports, benches, refused, unmeasurable)

@@ -12,18 +12,25 @@ from pipeline.core.registry import did_you_mean
 RECIPE_VERSION = 1
 DEFAULT_RECIPE = Path(__file__).with_name("default_recipe.yaml")
 # A model entry's keys in YAML: a zoo name (with the frameworks to build) or a file with its data (ModelSpec)
-MODEL_KEYS = ("zoo", "framework", "frameworks", "path", "eval_data", "calibration")
+MODEL_KEYS = ("zoo", "framework", "frameworks", "path", "eval_data", "calibration", "train_data", "input_spec",
+              "task", "variants", "devices")
+DATA_KEYS = ("eval_data", "calibration", "train_data")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A zoo model (trained on demand) or a user's model file with its data."""
+    """A zoo model or a user's model file with its data; optionally limited to some variants and devices."""
 
     name: str
     framework: str | None = None
     path: str | None = None
     eval_data: str | None = None
     calibration: str | None = None
+    train_data: str | None = None
+    input_spec: str | None = None
+    task: str | None = None
+    variants: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,19 @@ def _models(raw: list[Any], errors: _Errors) -> list[ModelSpec]:
             item = {"zoo": item}
         item = _mapping(item, path, errors)
         _check_keys(item, set(MODEL_KEYS), path, errors)
+        limits = {key: tuple(str(v) for v in item.get(key) or ()) for key in ("variants", "devices")}
+        if "task" in item:
+            from pipeline.validation import TASKS
+
+            if item["task"] not in TASKS:
+                errors.unknown(f"{path}.task", "task", item["task"], list(TASKS))
+        if "input_spec" in item:
+            try:
+                from pipeline.core.tensors import parse_input_specs
+
+                parse_input_specs(str(item["input_spec"]))
+            except PipelineError as exc:
+                errors.add(f"{path}.input_spec", str(exc))
         if "zoo" in item:
             if item["zoo"] not in ZOO:
                 errors.unknown(f"{path}.zoo", "zoo model", item["zoo"], ZOO.names())
@@ -132,16 +152,16 @@ def _models(raw: list[Any], errors: _Errors) -> list[ModelSpec]:
                 if framework not in entry.builders:
                     errors.unknown(f"{path}.frameworks", f"framework for {item['zoo']}", framework, list(entry.builders))
                 else:
-                    models.append(ModelSpec(name=item["zoo"], framework=framework))
+                    models.append(ModelSpec(name=item["zoo"], framework=framework, task=item.get("task"), **limits))
         elif "path" in item:
             model_path = Path(item["path"])
             if not model_path.exists() and ":" not in item["path"]:
                 errors.add(f"{path}.path", f"model file {model_path} does not exist")
-            for key in ("eval_data", "calibration"):
+            for key in DATA_KEYS:
                 if key in item and not Path(item[key]).is_file():
                     errors.add(f"{path}.{key}", f"data file {item[key]} does not exist")
-            models.append(ModelSpec(name=model_path.stem, path=item["path"], eval_data=item.get("eval_data"),
-                                    calibration=item.get("calibration")))
+            models.append(ModelSpec(name=model_path.stem, path=item["path"], task=item.get("task"),
+                                    input_spec=item.get("input_spec"), **{k: item.get(k) for k in DATA_KEYS}, **limits))
         else:
             errors.add(path, "needs 'zoo: NAME' or 'path: MODEL_FILE'")
     return models
@@ -244,6 +264,14 @@ def parse_recipe(data: Any, name: str = "recipe") -> Recipe:
         if device not in PROFILES:
             errors.unknown(f"devices[{i}]", "device profile", device, PROFILES.names())
     measure = _measure(data.get("measure"), errors)
+    variant_names = [v.name for v in variants]
+    for model in models:
+        for name in model.variants:
+            if name not in variant_names:
+                errors.unknown(f"models[{model.name}].variants", "variant", name, variant_names)
+        for name in model.devices:
+            if name not in devices:
+                errors.unknown(f"models[{model.name}].devices", "device (of the recipe's devices)", name, devices)
     if errors.messages:
         listed = "\n  ".join(errors.messages)
         raise ConfigError(f"{name} has {len(errors.messages)} problem(s):\n  {listed}")
@@ -304,6 +332,7 @@ def recipe_schema() -> dict[str, Any]:
     from device_runtime import RUNTIMES
     from device_runtime.profiles import PROFILES
     from exporters import EXPORTERS
+    from pipeline.validation import TASKS
     from pipeline.zoo import ZOO
     from quantize import QUANTIZATION_MODES
     from quantize.pruning.parse import PRUNE_KINDS
@@ -319,8 +348,13 @@ def recipe_schema() -> dict[str, Any]:
             "frameworks": {"type": "array", "items": {"enum": frameworks}, "uniqueItems": True,
                            "description": "build the zoo model in these frameworks (default: all)"},
             "path": {"type": "string", "description": ".keras, SavedModel dir, .pt2, or package.module:factory"},
-            "eval_data": {"type": "string", "description": ".npz with 'x' (and labels 'y') to validate on"},
-            "calibration": {"type": "string", "description": ".npz with 'x' for int8 calibration"},
+            "eval_data": {"type": "string", "description": ".npz (an array per input name, labels 'y') to validate on"},
+            "calibration": {"type": "string", "description": ".npz (an array per input name) for int8 calibration"},
+            "train_data": {"type": "string", "description": ".npz (an array per input name, labels 'y') for fine-tuning"},
+            "input_spec": {"type": "string", "description": "name:shape:dtype per input, e.g. ids:1x128:int64"},
+            "task": {"type": "string", "enum": list(TASKS), "description": "how validation judges the outputs"},
+            "variants": {"type": "array", "items": {"type": "string"}, "description": "only these variants"},
+            "devices": {"type": "array", "items": {"enum": PROFILES.names()}, "description": "only these devices"},
         },
         "additionalProperties": False, "anyOf": [{"required": ["zoo"]}, {"required": ["path"]}],
     }

@@ -12,12 +12,14 @@ import numpy as np
 from pipeline.core.datasets import load_dataset
 from pipeline.core.errors import ConfigError
 from pipeline.core.files import staged_file
+from pipeline.core.versions import toolchain_versions
 from pipeline.intake.card import ModelCard, write_card
 from pipeline.zoo import ZOO
 from pipeline.zoo.training import TrainConfig, accuracy, train_keras, train_torch
 
 MODEL_SUFFIX = {"keras": ".keras", "torch": ".pt2"}
 LAYOUT = {"keras": "NHWC", "torch": "NCHW"}
+FRAMEWORK_PACKAGES = {"keras": ("tensorflow", "keras"), "torch": ("torch",)}
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,9 @@ def train_zoo_model(name: str, framework: str, out: Path | None = None, seed: in
     seconds = time.perf_counter() - started
     card = ModelCard(
         name=name, dataset=entry.dataset, input_layout=layout, labels=splits.test.labels, seed=config.seed,
-        training={**config.__dict__, "test_accuracy": round(test_accuracy, 6), "train_seconds": round(seconds, 2)},
+        training={**config.__dict__, "test_accuracy": round(test_accuracy, 6), "train_seconds": round(seconds, 2),
+                  "command": f"pipeline train {name} --framework {framework} --seed {config.seed}",
+                  "versions": toolchain_versions(*FRAMEWORK_PACKAGES[framework])},
     )
     write_card(out, card)
     return TrainedModel(path=out, framework=framework, test_accuracy=test_accuracy, train_seconds=seconds)
