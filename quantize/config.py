@@ -84,7 +84,8 @@ class QatInt8Config(QuantizationConfig):
     """Full-integer int8 through quantization-aware training: fake-quant fine-tune on the training split.
 
     Keras: TFMOT `quantize_model` on a tf_keras twin; PyTorch: PT2E `prepare_qat_pt2e` with the target's
-    quantizer. Needs labelled training data, not calibration data (ranges are learned while training).
+    quantizer. Needs training data, not calibration data (ranges are learned while training): with labels 'y'
+    a classifier is fine-tuned on cross-entropy, without them any model by distillation of its own outputs.
     """
 
     mode: ClassVar[str] = "qat-int8"
@@ -97,7 +98,8 @@ class QatInt8Config(QuantizationConfig):
         if not isinstance(self.fine_tune_epochs, int) or isinstance(self.fine_tune_epochs, bool) \
                 or self.fine_tune_epochs < 1:
             raise ConfigError(f"fine_tune_epochs must be an integer >= 1 (QAT learns its ranges while training), "
-                              f"got {self.fine_tune_epochs!r}.")
+                              f"got {self.fine_tune_epochs!r}; without fine-tuning choose --quantize int8 "
+                              "(post-training static quantization, calibration samples only).")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"batch_size must be an integer >= 1, got {self.batch_size!r}.")
         if not self.learning_rate > 0:

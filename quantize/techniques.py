@@ -1,17 +1,19 @@
 """The quantization techniques: each mode's frozen config class, registered with the tolerance its artifacts must meet.
 
-A mode cannot be registered without a `Tolerance`; validation reads it with `tolerance_for(mode)`.
+A mode cannot be registered without a `Tolerance`; validation reads it with `tolerance_for(mode, overrides)`,
+the overrides coming from `--tolerance NAME=VALUE` (`parse_tolerances`).
 Which routes can express a mode is `quantize.route_handlers`' business.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pipeline.core.errors import ConfigError
-from pipeline.core.registry import Registry
+from pipeline.core.registry import Registry, did_you_mean
 from quantize.config import (
     DynamicInt8Config,
     Fp16Config,
@@ -24,26 +26,87 @@ from quantize.config import (
     WeightOnlyInt8Config,
 )
 
+# Each bound's valid values, as (what the error says, the check); None always means "not checked".
+_RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "max_abs_error": ("> 0", lambda v: v > 0),
+    "min_top1_agreement": ("in [0, 1]", lambda v: 0 <= v <= 1),
+    "max_accuracy_drop": ("in [0, 1] (0.015 = 1.5 points)", lambda v: 0 <= v <= 1),
+    "min_cosine_mean": ("in [-1, 1]", lambda v: -1 <= v <= 1),
+    "min_cosine_worst": ("in [-1, 1]", lambda v: -1 <= v <= 1),
+    "min_neighbour_agreement": ("in [0, 1]", lambda v: 0 <= v <= 1),
+    "min_sqnr_db": ("a finite number of dB", lambda v: True),
+    "max_relative_l2": ("> 0", lambda v: v > 0),
+}
+TOLERANCE_NAMES: tuple[str, ...] = tuple(_RANGES)
+
+
+def _range_error(name: str, value: Any) -> str | None:
+    """Why `value` cannot bound `name`, or None when it can."""
+    if value is None:
+        return None
+    rule, check = _RANGES[name]
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and math.isfinite(value) and check(value):
+        return None
+    return f"{name} must be {rule} or None (not checked), got {value!r}."
+
 
 @dataclass(frozen=True)
 class Tolerance:
-    """What 'agrees with the source' means for one quantization mode.
+    """What 'agrees with the source' means for one quantization mode, one bound per metric; None leaves it unchecked.
 
-    Outputs are class probabilities, so `max_abs_error` is in probability units; None leaves it
-    unbounded (a mode that retrains the weights is judged on agreement and accuracy only).
+    Classification outputs (probabilities, or logits turned into probabilities by softmax): `max_abs_error`
+    in probability units, `min_top1_agreement`, `max_accuracy_drop` in accuracy points (0.015 = 1.5 points).
+    Embeddings: each sample's cosine similarity to the source's, mean and worst (`min_cosine_mean`,
+    `min_cosine_worst`), and `min_neighbour_agreement`, the mean share of each sample's 5 nearest neighbours
+    (by cosine, within the evaluation set) that the artifact keeps. Dense outputs (maps, boxes, regressions):
+    `min_sqnr_db`, the signal-to-quantization-noise ratio over the whole output in dB, and `max_relative_l2`,
+    ||artifact - source|| / ||source|| (the same measure in other units: SQNR = -20 log10 of it).
+    The new bounds default to float32's, so a mode whose outputs move registers looser ones.
     """
 
     max_abs_error: float | None
-    min_top1_agreement: float
-    max_accuracy_drop: float  # in accuracy points (0.015 = 1.5 points)
+    min_top1_agreement: float | None
+    max_accuracy_drop: float | None
+    min_cosine_mean: float | None = 0.9999
+    min_cosine_worst: float | None = 0.999
+    min_neighbour_agreement: float | None = 0.95
+    min_sqnr_db: float | None = 40.0
+    max_relative_l2: float | None = None
 
     def __post_init__(self) -> None:
-        if self.max_abs_error is not None and not self.max_abs_error > 0:
-            raise ConfigError(f"max_abs_error must be > 0 or None (unbounded), got {self.max_abs_error!r}.")
-        if not 0 <= self.min_top1_agreement <= 1:
-            raise ConfigError(f"min_top1_agreement must be in [0, 1], got {self.min_top1_agreement!r}.")
-        if not 0 <= self.max_accuracy_drop <= 1:
-            raise ConfigError(f"max_accuracy_drop must be in [0, 1] (0.015 = 1.5 points), got {self.max_accuracy_drop!r}.")
+        for name in TOLERANCE_NAMES:
+            if error := _range_error(name, getattr(self, name)):
+                raise ConfigError(error)
+
+    def to_json(self) -> dict[str, float | None]:
+        return {name: getattr(self, name) for name in TOLERANCE_NAMES}
+
+
+def parse_tolerances(items: Sequence[str]) -> dict[str, float | None]:
+    """`--tolerance NAME=VALUE` items (repeatable) as {name: value}; VALUE 'none' leaves that bound unchecked.
+
+    Raises ConfigError naming the valid names for an unknown name, a value that is not a number or is out of
+    range, and a name given twice with different values.
+    """
+    valid = f"Valid names: {', '.join(TOLERANCE_NAMES)}."
+    overrides: dict[str, float | None] = {}
+    for item in items:
+        name, equals, text = (part.strip() for part in str(item).partition("="))
+        if not equals or name not in _RANGES:
+            raise ConfigError(f"Unknown tolerance '{name}' in --tolerance {item}. {valid}"
+                              f"{did_you_mean(name, list(TOLERANCE_NAMES))} Write NAME=VALUE, e.g. min_cosine_mean=0.98.")
+        try:
+            value = None if text.lower() == "none" else float(text)
+        except ValueError:
+            raise ConfigError(f"--tolerance {item}: '{text}' is not a number. Write {name}=VALUE with a number, or "
+                              f"{name}=none to leave it unchecked. {valid}") from None
+        if error := _range_error(name, value):
+            raise ConfigError(f"--tolerance {item}: {error} {valid}")
+        if name in overrides and overrides[name] != value:
+            raise ConfigError(f"--tolerance {name} is given twice ({overrides[name]} and {value}); keep one.")
+        overrides[name] = value
+    return overrides
 
 
 @dataclass(frozen=True)
@@ -79,9 +142,22 @@ def technique_modes() -> tuple[str, ...]:
     return tuple(TECHNIQUES.in_order())
 
 
-def tolerance_for(mode: str) -> Tolerance:
-    """The validation tolerance of `mode`; UnknownNameError listing the modes for an unknown one."""
-    return TECHNIQUES.get(mode).tolerance
+def tolerance_for(mode: str, overrides: Mapping[str, float | None] | None = None) -> Tolerance:
+    """The validation tolerance of `mode` with `overrides` (bound name -> value, None: not checked) applied.
+
+    Raises UnknownNameError listing the modes for an unknown mode, ConfigError for an unknown bound name
+    (listing the valid ones) or an out-of-range value.
+    """
+    tolerance = TECHNIQUES.get(mode).tolerance
+    if not overrides:
+        return tolerance
+    if unknown := [name for name in overrides if name not in _RANGES]:
+        raise ConfigError(f"Unknown tolerance {', '.join(map(repr, unknown))}. "
+                          f"Valid names: {', '.join(TOLERANCE_NAMES)}.{did_you_mean(unknown[0], list(TOLERANCE_NAMES))}")
+    try:
+        return replace(tolerance, **overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"Tolerance override for mode '{mode}': {exc}") from None
 
 
 class ConfigClasses:

@@ -87,9 +87,10 @@ def _check_data(bundle: ModelBundle, quantization: Any, stages: list[Any], valid
                         f"real inputs: {shape}), or choose quantize='dynamic-int8', which needs none.")
     trains = [f"quantize='{quantization.mode}'"] if getattr(quantization, "fine_tune_epochs", 0) else []
     trains += [f"prune stage '{s.stage}'" for s in stages if getattr(s, "fine_tune_epochs", 0)]
-    if trains and (bundle.train_data is None or bundle.train_data.y is None):
-        raise DataError(f"{' and '.join(trains)} fine-tune(s) the model and need labelled training data: pass "
-                        f"train_data=(x, y) (inputs shaped {shape}, integer labels).")
+    if trains and bundle.train_data is None:
+        raise DataError(f"{' and '.join(trains)} fine-tune(s) the model and need training data: pass "
+                        f"train_data=(x, y) (inputs {shape}; integer labels for a classifier, or no labels to "
+                        "fine-tune towards the model's own outputs), or prune one-shot with fine_tune_epochs=0.")
 
 
 def _name_of(model: Any, name: str | None) -> str:
@@ -126,6 +127,8 @@ def export(
     layout: str | None = None,
     weights: str | Path | None = None,
     validate: bool = True,
+    task: str | None = None,
+    tolerance: dict[str, float] | None = None,
     name: str | None = None,
     out: str | Path | None = None,
     workspace: str | Path = "workspace",
@@ -138,9 +141,12 @@ def export(
     directory, or 'package.module:factory' with `weights` and `input_shape`). `quantize`: a mode name
     (see `routes()`) or a quantization config; `prune`: 0.5, 'channels:0.3' or a pruning config.
     Data (`eval_data` for validation, `calibration` for int8, `train_data` for QAT and pruning fine-tunes):
-    an array of inputs, a tuple (x, y), a dict {'x': ..., 'y': ...}, or an .npz path, in the model's layout
-    (`layout`; default NCHW for 4-D PyTorch inputs, NHWC for Keras). A model trained with `pipeline train`
-    brings its own data. `options`: fields of the mode's config (e.g. calibration_samples) or the target's
+    an array of inputs, a tuple (x, y), a dict {input name: array, ..., 'y': labels} ('x' for a single input),
+    or an .npz path, images in the model's layout (`layout`; default NCHW for 4-D PyTorch inputs, NHWC for
+    Keras). A model trained with `pipeline train` brings its own data. A model with several inputs takes
+    `example_inputs` as a tuple (positional) or dict (named) of batches. `task` ('classification',
+    'embedding', 'regression'; default: the card's, else 'auto') decides how validation judges the outputs;
+    `tolerance` overrides any of the mode's validation tolerances by name (e.g. {'min_cosine_mean': 0.98}). `options`: fields of the mode's config (e.g. calibration_samples) or the target's
     (delegate for executorch, shard_size_bytes for tfjs). `name` labels an in-memory model in the manifest
     and the results (default: a Keras model's name, else its class name). `out` defaults to a fresh
     directory `WORKSPACE/artifacts/NAME-TARGET-MODE` (`-2`, `-3`, ... when taken).
@@ -153,6 +159,7 @@ def export(
     from exporters import EXPORTERS
     from pipeline.export import check_route, export_bundle
     from pipeline.intake.data import with_user_data
+    from pipeline.validation import check_task, parse_tolerances
 
     exporter = EXPORTERS.get(target)  # a bad name fails before any model is loaded
     quantization, config = _configs(exporter, quantize, options)
@@ -160,11 +167,15 @@ def export(
     bundle = _bundle(model, example_inputs=example_inputs, input_shape=input_shape, layout=layout, weights=weights,
                      name=name)
     check_route(exporter, bundle.framework, quantization)
+    overrides = parse_tolerances([f"{k}={v}" for k, v in (tolerance or {}).items()])
+    if task is not None:
+        bundle = replace(bundle, task=check_task(task))
     bundle = with_user_data(bundle, eval_data=eval_data, calibration=calibration, train_data=train_data)
     _check_data(bundle, quantization, stages, validate)
     out_dir = Path(out) if out is not None else fresh_dir(
         Path(workspace) / ARTIFACTS_DIR, f"{_name_of(model, name)}-{target}-{quantization.mode}")
-    result = export_bundle(bundle, target, quantization, out_dir, config=config, stages=stages, run_validation=validate)
+    result = export_bundle(bundle, target, quantization, out_dir, config=config, stages=stages, run_validation=validate,
+                           tolerances=overrides)
     artifact = Artifact(result.out_dir, result.manifest)
     if result.validation_passed is False:
         error = OutputMismatchError(

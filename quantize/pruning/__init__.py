@@ -1,7 +1,8 @@
 """Pruning stages: unstructured magnitude pruning (Keras and PyTorch) and structured channel pruning (PyTorch).
 
 Importing this module registers 'prune-magnitude' and 'prune-channels' in quantize.stages.STAGES;
-frameworks are imported only when a stage runs.
+frameworks are imported only when a stage runs. Both fine-tune on the bundle's training split
+(`quantize.finetune`: cross-entropy with labels, distillation without) unless fine_tune_epochs=0.
 """
 
 from quantize.pruning.magnitude import MagnitudePruningConfig, prune_keras, prune_torch

@@ -1,16 +1,13 @@
-"""What the pruning stages share: config checks, training data, accuracy and the fine-tune loops."""
+"""What the pruning stages share: config checks, their training data and the sparsity schedule."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
-
-import numpy as np
 
 from pipeline.core.bundle import ModelBundle
 from pipeline.core.datasets import Dataset
-from pipeline.core.errors import ConfigError, DataError
+from pipeline.core.errors import ConfigError
+from quantize.finetune import TRAIN_DATA_FORM, training_data
 
 
 def check_range(name: str, value: float, low: float, high: float, *, high_inclusive: bool = False) -> None:
@@ -33,29 +30,13 @@ def check_fine_tune(epochs: int, batch_size: int, learning_rate: float) -> None:
         raise ConfigError(f"learning_rate must be > 0, got {learning_rate!r}.")
 
 
-def training_data(bundle: ModelBundle, stage: str, epochs: int) -> Dataset | None:
-    """The bundle's labelled training split, or DataError when fine-tuning needs one (None if epochs == 0)."""
-    if epochs == 0:
-        return None
-    data = bundle.train_data
-    if data is None or data.y is None:
-        what = "no training data" if data is None else f"training data '{data.name}' without labels"
-        raise DataError(
-            f"Stage '{stage}' fine-tunes for {epochs} epoch(s) and needs labelled training data, but "
-            f"{bundle.source.path or 'the model'} has {what}. Use a model trained with `pipeline train` "
-            "(its card names the dataset, whose train split is used), or set fine_tune_epochs=0 to "
-            "prune without fine-tuning."
-        )
-    bundle.input_spec.check_batch(data.x, "training data")
-    return data
-
-
-def eval_accuracy(bundle: ModelBundle) -> float | None:
-    """Top-1 accuracy on the bundle's labelled evaluation data (None when it has none)."""
-    data = bundle.eval_data
-    if data is None or data.y is None:
-        return None
-    return round(float(np.mean(np.argmax(bundle.predict(data.x), axis=-1) == data.y)), 6)
+def stage_training_data(bundle: ModelBundle, stage: str, epochs: int) -> Dataset | None:
+    """The bundle's training split for a pruning fine-tune (None if epochs == 0); DataError naming both fixes."""
+    return training_data(
+        bundle, epochs, needs=f"Stage '{stage}' fine-tunes for {epochs} epoch(s) and needs training data",
+        fix=f"Pass {TRAIN_DATA_FORM}, or --finetune-epochs 0 for one-shot pruning without data (Python: "
+            "train_data=..., or fine_tune_epochs=0 in the stage config). A model trained with `pipeline train` "
+            "brings its own.")
 
 
 def steps_per_epoch(samples: int, batch_size: int, static_batch: int | None = None) -> int:
@@ -72,51 +53,3 @@ def polynomial_sparsity(step: int, begin: int, end: int, target: float, power: i
     if step >= end or end <= begin:
         return target
     return target * (1.0 - (1.0 - (step - begin) / (end - begin)) ** power)
-
-
-def train_torch_model(
-    model: Any,
-    data: Dataset,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    seed: int,
-    on_step: Callable[[int], None] | None = None,
-    static_batch: int | None = None,
-) -> None:
-    """Adam on the cross-entropy of the model's outputs; `on_step(step)` runs before each batch.
-
-    Outputs that are probabilities (the zoo models end in softmax) are turned into log-probabilities,
-    so the loss is right for logits and probabilities alike. Works on an exported GraphModule too; one
-    exported with a fixed batch size is trained in batches of exactly that size.
-    """
-    import torch
-
-    if static_batch:
-        batch_size = static_batch
-
-    torch.manual_seed(seed)
-    x = torch.from_numpy(np.ascontiguousarray(data.x, dtype=np.float32))
-    y = torch.from_numpy(np.asarray(data.y, dtype=np.int64))
-    with torch.no_grad():
-        probe = model(x[:batch_size])
-    probabilities = bool(probe.min() >= 0 and torch.allclose(probe.sum(-1), torch.ones(len(probe)), atol=1e-3))
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
-    generator = torch.Generator().manual_seed(seed)
-    step = 0
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), batch_size):
-            if on_step is not None:
-                on_step(step)
-            batch = order[start : start + batch_size]
-            if static_batch and len(batch) < static_batch:
-                break
-            optimizer.zero_grad()
-            out = model(x[batch])
-            logits = torch.log(out.clamp_min(1e-12)) if probabilities else out
-            torch.nn.functional.cross_entropy(logits, y[batch]).backward()
-            optimizer.step()
-            step += 1
-    model.eval()

@@ -18,14 +18,13 @@ import numpy as np
 
 from pipeline.core.bundle import ModelBundle
 from pipeline.core.errors import ConfigError, UnsupportedRouteError
+from quantize.finetune import baseline, fine_tune_effect, fit_keras, objective_for, train_torch_model
 from quantize.pruning.common import (
     check_fine_tune,
     check_range,
-    eval_accuracy,
     polynomial_sparsity,
+    stage_training_data,
     steps_per_epoch,
-    train_torch_model,
-    training_data,
 )
 from quantize.stages import StageConfig
 
@@ -63,7 +62,7 @@ class MagnitudePruningConfig(StageConfig):
 
 
 def _effect(config: MagnitudePruningConfig, tool: str, granularity: str, prunable: list[np.ndarray],
-            parameters_total: int, before: float | None, after: float | None, seconds: float) -> dict[str, Any]:
+            parameters_total: int, fine_tune: dict[str, Any]) -> dict[str, Any]:
     size = sum(w.size for w in prunable)
     zeros = sum(int(np.count_nonzero(w == 0)) for w in prunable)
     return {
@@ -74,10 +73,7 @@ def _effect(config: MagnitudePruningConfig, tool: str, granularity: str, prunabl
         "prunable_parameters": int(size),
         "parameters_total": int(parameters_total),
         "zeros": zeros,
-        "accuracy_before": before,
-        "accuracy_after": after,
-        "fine_tune_epochs": config.fine_tune_epochs,
-        "fine_tune_seconds": round(seconds, 3),
+        **fine_tune,
     }
 
 
@@ -87,8 +83,9 @@ def prune_torch(bundle: ModelBundle, config: MagnitudePruningConfig) -> tuple[Mo
 
     from quantize.pruning.torch_layers import prunable_layers, with_layer_modules
 
-    data = training_data(bundle, config.stage, config.fine_tune_epochs)
-    before = eval_accuracy(bundle)
+    data = stage_training_data(bundle, config.stage, config.fine_tune_epochs)
+    objective = objective_for(bundle, data) if data is not None else None
+    base = baseline(bundle)
     model = with_layer_modules(bundle.model)
     targets = [(module, "weight") for _, module in prunable_layers(model)]
     if not targets:
@@ -104,18 +101,18 @@ def prune_torch(bundle: ModelBundle, config: MagnitudePruningConfig) -> tuple[Mo
             prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=extra)
 
     started = time.perf_counter()
-    if data is None:
+    if objective is None:
         prune_to(config.sparsity)
     else:
-        static = bundle.input_spec.shape[0]
-        total = config.fine_tune_epochs * steps_per_epoch(len(data), config.batch_size, static)
+        static = bundle.static_batch
+        total = config.fine_tune_epochs * steps_per_epoch(objective.samples, config.batch_size, static)
         begin, end, frequency = config.schedule(total)
 
         def on_step(step: int) -> None:  # step is 0-based; the schedule counts from 1 like TFMOT
             if begin <= step + 1 <= end and (step + 1 - begin) % frequency == 0:
                 prune_to(polynomial_sparsity(step + 1, begin, end, config.sparsity))
 
-        train_torch_model(model, data, config.fine_tune_epochs, config.batch_size, config.learning_rate,
+        train_torch_model(model, objective, config.fine_tune_epochs, config.batch_size, config.learning_rate,
                           config.seed, on_step=on_step, static_batch=static)
         prune_to(config.sparsity)  # a no-op unless the schedule fell short
     seconds = time.perf_counter() - started
@@ -127,8 +124,8 @@ def prune_torch(bundle: ModelBundle, config: MagnitudePruningConfig) -> tuple[Mo
     weights = [module.weight.detach().numpy() for module, _ in targets]
     parameters = sum(p.numel() for p in model.parameters())
     tool = "torch.nn.utils.prune.global_unstructured (L1Unstructured) + prune.remove"
-    return pruned, _effect(config, tool, "global over conv/linear weights", weights, parameters, before,
-                           eval_accuracy(pruned), seconds)
+    return pruned, _effect(config, tool, "global over conv/linear weights", weights, parameters,
+                           fine_tune_effect(base, pruned, objective, config.fine_tune_epochs, seconds))
 
 
 def _prunable_weight_names(layer: Any) -> list[str]:
@@ -149,17 +146,18 @@ def prune_keras(bundle: ModelBundle, config: MagnitudePruningConfig) -> tuple[Mo
 
     tfmot = import_tfmot()
     sparsity_api = tfmot.sparsity.keras
-    data = training_data(bundle, config.stage, config.fine_tune_epochs)
-    before = eval_accuracy(bundle)
+    data = stage_training_data(bundle, config.stage, config.fine_tune_epochs)
+    objective = objective_for(bundle, data) if data is not None else None
+    base = baseline(bundle)
     twin = to_tf_keras(bundle.model)
     tf_keras.utils.set_random_seed(config.seed)
-    if data is None:
+    static = bundle.static_batch  # a fixed model batch: train in exactly that size
+    if objective is None:
         schedule = sparsity_api.ConstantSparsity(config.sparsity, begin_step=0, frequency=1)
         how = "ConstantSparsity, one shot"
     else:
-        static = bundle.input_spec.shape[0]  # a fixed model batch: train in exactly that size
         batch_size = static or config.batch_size
-        total = config.fine_tune_epochs * steps_per_epoch(len(data), batch_size, static)
+        total = config.fine_tune_epochs * steps_per_epoch(objective.samples, batch_size, static)
         begin, end, frequency = config.schedule(total)
         schedule = (sparsity_api.PolynomialDecay(0.0, config.sparsity, begin, end, power=3, frequency=frequency)
                     if end > begin else sparsity_api.ConstantSparsity(config.sparsity, begin, end_step=end))
@@ -175,20 +173,15 @@ def prune_keras(bundle: ModelBundle, config: MagnitudePruningConfig) -> tuple[Mo
 
     wrapped = tf_keras.models.clone_model(twin, clone_function=wrap)
     started = time.perf_counter()
-    if data is None:  # one shot: let each wrapper compute its mask at step 0 and apply it
+    if objective is None:  # one shot: let each wrapper compute its mask at step 0 and apply it
         for layer in wrapped.layers:
             if hasattr(layer, "pruning_obj"):  # a PruneLowMagnitude wrapper
                 layer.pruning_step.assign(0)
                 layer.pruning_obj.conditional_mask_update()
                 layer.pruning_obj.weight_mask_op()
     else:
-        usable = len(data) - len(data) % static if static else len(data)
-        probe = np.asarray(twin(data.x[:batch_size], training=False))
-        probabilities = bool(probe.min() >= 0 and np.allclose(probe.sum(axis=-1), 1.0, atol=1e-3))
-        wrapped.compile(optimizer=tf_keras.optimizers.Adam(config.learning_rate),
-                        loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities))
-        wrapped.fit(data.x[:usable], data.y[:usable], batch_size=batch_size, epochs=config.fine_tune_epochs,
-                    shuffle=True, verbose=0, callbacks=[sparsity_api.UpdatePruningStep()])
+        fit_keras(wrapped, objective, config.fine_tune_epochs, config.batch_size, config.learning_rate,
+                  static_batch=static, callbacks=[sparsity_api.UpdatePruningStep()])
     seconds = time.perf_counter() - started
     stripped = sparsity_api.strip_pruning(wrapped)
     model = keras.models.clone_model(bundle.model)
@@ -198,4 +191,5 @@ def prune_keras(bundle: ModelBundle, config: MagnitudePruningConfig) -> tuple[Mo
                for name in pruned_names for attr in _prunable_weight_names(twin.get_layer(name))]
     return pruned, _effect(config, f"tensorflow-model-optimization {tfmot.__version__} prune_low_magnitude "
                            f"({how}, strip_pruning) on a tf_keras twin of the Keras 3 model",
-                           "per layer", weights, model.count_params(), before, eval_accuracy(pruned), seconds)
+                           "per layer", weights, model.count_params(),
+                           fine_tune_effect(base, pruned, objective, config.fine_tune_epochs, seconds))

@@ -17,7 +17,9 @@ import numpy as np
 
 from pipeline.core.bundle import ModelBundle
 from pipeline.core.errors import ConfigError, RuntimeUnavailableError, UnsupportedRouteError, first_line
-from quantize.pruning.common import check_fine_tune, check_range, eval_accuracy, train_torch_model, training_data
+from pipeline.core.tensors import slice_feed
+from quantize.finetune import baseline, fine_tune_effect, objective_for, torch_outputs, train_torch_model
+from quantize.pruning.common import check_fine_tune, check_range, stage_training_data
 from quantize.stages import StageConfig
 
 IMPORTANCES = {"l1": 1, "l2": 2}
@@ -56,14 +58,17 @@ def _out_channels(module: Any) -> int:
     return int(module.weight.shape[0])
 
 
-def _example(bundle: ModelBundle) -> Any:
+def _example(bundle: ModelBundle) -> tuple[Any, ...]:
+    """One batch of every input, positional: real samples when the bundle has some, else zeros."""
     import torch
 
-    batch = bundle.input_spec.shape[0] or 1
+    batch = bundle.static_batch or 1
     data = bundle.eval_data or bundle.calibration_data or bundle.train_data
     if data is not None and len(data) >= batch:
-        return torch.from_numpy(np.ascontiguousarray(data.x[:batch], dtype=np.float32))
-    return torch.zeros([batch, *bundle.input_spec.shape[1:]], dtype=torch.float32)
+        feed = slice_feed(bundle.feed(data), 0, batch)
+    else:
+        feed = {spec.name: np.zeros([batch, *[d or 1 for d in spec.shape[1:]]], spec.dtype) for spec in bundle.inputs}
+    return tuple(torch.from_numpy(np.ascontiguousarray(array)) for array in feed.values())
 
 
 def _check_runs(model: Any, example: Any, stage: str) -> None:
@@ -72,7 +77,7 @@ def _check_runs(model: Any, example: Any, stage: str) -> None:
 
     try:
         with torch.no_grad():
-            model(example)
+            model(*example)
     except RuntimeError as exc:
         raise UnsupportedRouteError(
             f"Stage '{stage}': the model does not run after its channels were removed ({first_line(exc, 300)}). Its "
@@ -95,15 +100,16 @@ def prune_channels_torch(bundle: ModelBundle, config: ChannelPruningConfig) -> t
 
     from quantize.pruning.torch_layers import prunable_layers, with_layer_modules
 
-    data = training_data(bundle, config.stage, config.fine_tune_epochs)
-    before = eval_accuracy(bundle)
+    data = stage_training_data(bundle, config.stage, config.fine_tune_epochs)
+    objective = objective_for(bundle, data) if data is not None else None
+    base = baseline(bundle)
     model = with_layer_modules(bundle.model)
     example = _example(bundle)
     layers = prunable_layers(model)
     with torch.no_grad():
-        classes = int(model(example).shape[-1])
-    # never prune what feeds the outputs: the layers whose channels are the classes
-    ignored = [module for _, module in layers if _out_channels(module) == classes]
+        widths = {int(out.shape[-1]) for out in torch_outputs(model(*example))}
+    # never prune what feeds the outputs: the layers whose channels are an output's last dimension (the classes)
+    ignored = [module for _, module in layers if _out_channels(module) in widths]
     if not [module for _, module in layers if module not in ignored]:
         raise UnsupportedRouteError(f"Stage '{config.stage}': {bundle.source.path} has no hidden Conv or Linear "
                                     "layer whose channels could be removed.")
@@ -118,9 +124,9 @@ def prune_channels_torch(bundle: ModelBundle, config: ChannelPruningConfig) -> t
         _check_runs(model, example, config.stage)
     parameters_after = sum(p.numel() for p in model.parameters())
     started = time.perf_counter()
-    if data is not None:
-        train_torch_model(model, data, config.fine_tune_epochs, config.batch_size, config.learning_rate, config.seed,
-                          static_batch=bundle.input_spec.shape[0])
+    if objective is not None:
+        train_torch_model(model, objective, config.fine_tune_epochs, config.batch_size, config.learning_rate,
+                          config.seed, static_batch=bundle.static_batch)
     seconds = time.perf_counter() - started
     model.eval()
     pruned = replace(bundle, model=model)
@@ -132,10 +138,7 @@ def prune_channels_torch(bundle: ModelBundle, config: ChannelPruningConfig) -> t
         "parameters_removed_ratio": round(1 - parameters_after / parameters_before, 6),
         "channels": {name: [channels_before[name], _out_channels(module)] for name, module in layers},
         "protected_layers": [name for name, module in layers if module in ignored],
-        "accuracy_before": before,
-        "accuracy_after": eval_accuracy(pruned),
-        "fine_tune_epochs": config.fine_tune_epochs,
-        "fine_tune_seconds": round(seconds, 3),
+        **fine_tune_effect(base, pruned, objective, config.fine_tune_epochs, seconds),
     }
 
 

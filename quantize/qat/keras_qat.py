@@ -8,17 +8,16 @@ with `optimizations=[DEFAULT]` alone produces a full-integer model from it (no r
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
-import numpy as np
-
-from pipeline.core.bundle import ModelBundle, TensorSpec, run_in_batches
+from pipeline.core.bundle import ModelBundle, TensorSpec
 from pipeline.core.errors import UnsupportedRouteError
 from quantize.config import QatInt8Config
-from quantize.pruning.common import eval_accuracy
-from quantize.qat.common import qat_effect, qat_training_data
+from quantize.finetune import baseline, fine_tune_effect, fit_keras, keras_inputs, objective_for
+from quantize.qat.common import qat_training_data
 
 CALIBRATION_BATCH = 512  # training samples whose ranges start the activation quantizers
 
@@ -56,25 +55,16 @@ def _ranges_from_one_batch() -> Iterator[None]:
         quant_ops.MovingAvgQuantize = original
 
 
-def _accuracy(model: Any, bundle: ModelBundle) -> float | None:
-    data = bundle.eval_data
-    if data is None or data.y is None:
-        return None
-    outputs = run_in_batches(lambda m, chunk: np.asarray(m(chunk, training=False)), model, data.x, 256,
-                             static_batch=bundle.input_spec.shape[0])
-    return round(float(np.mean(outputs.argmax(-1) == data.y)), 6)
-
-
 def keras_qat_model(bundle: ModelBundle, config: QatInt8Config) -> tuple[Any, dict[str, Any]]:
     """The fine-tuned tf_keras QAT model and the effect (accuracy before/after, fine-tune seconds)."""
     import tf_keras
 
     from quantize.pruning.keras_bridge import import_tfmot
 
-    data = qat_training_data(bundle, config)
+    objective = objective_for(bundle, qat_training_data(bundle, config))
     tfmot = import_tfmot()
     twin = _twin(bundle)
-    before = eval_accuracy(bundle)
+    base = baseline(bundle)
     tf_keras.utils.set_random_seed(config.seed)
     try:
         model = tfmot.quantization.keras.quantize_model(twin)
@@ -83,30 +73,32 @@ def keras_qat_model(bundle: ModelBundle, config: QatInt8Config) -> tuple[Any, di
             f"TFMOT quantize_model cannot wrap Keras model '{twin.name}': {str(exc)[:400]}. Replace the layers "
             "its default 8-bit scheme does not support, or choose --quantize int8 (post-training)."
         ) from None
-    static = bundle.input_spec.shape[0]  # a fixed model batch: train in exactly that size
-    batch_size = static or config.batch_size
-    usable = len(data) - len(data) % static if static else len(data)
-    probe = np.asarray(twin(data.x[:batch_size], training=False))
-    probabilities = bool(probe.min() >= 0 and np.allclose(probe.sum(axis=-1), 1.0, atol=1e-3))
+    static = bundle.static_batch  # a fixed model batch: train in exactly that size
     with _ranges_from_one_batch():
-        model(data.x[: static or min(len(data), CALIBRATION_BATCH)], training=True)
-    model.compile(optimizer=tf_keras.optimizers.Adam(config.learning_rate),
-                  loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities))
+        model(keras_inputs(objective.feed, static or min(objective.samples, CALIBRATION_BATCH)), training=True)
     started = time.perf_counter()
-    model.fit(data.x[:usable], data.y[:usable], batch_size=batch_size, epochs=config.fine_tune_epochs,
-              shuffle=True, verbose=0)
+    fit_keras(model, objective, config.fine_tune_epochs, config.batch_size, config.learning_rate, static_batch=static)
     seconds = time.perf_counter() - started
     tool = (f"tensorflow-model-optimization {tfmot.__version__} quantize_model (default 8-bit scheme) on a "
             "tf_keras twin of the Keras 3 model, fine-tuned with Adam")
-    return model, qat_effect(tool, config, data, before, _accuracy(model, bundle), seconds)
+    effect = fine_tune_effect(base, replace(bundle, model=model), objective, config.fine_tune_epochs, seconds)
+    return model, {"tool": tool, **effect}
 
 
-def qat_tflite_bytes(model: Any, spec: TensorSpec) -> bytes:
-    """Convert the QAT model (batch 1, like the Keras route) with TFLiteConverter and its learned ranges."""
+def qat_tflite_bytes(model: Any, inputs: TensorSpec | Sequence[TensorSpec]) -> bytes:
+    """Convert the QAT model (batch 1, like the Keras route) with TFLiteConverter and its learned ranges.
+
+    `inputs`: the model's input specs in order (a single spec for a single-input model).
+    """
     import tensorflow as tf
 
-    serve = tf.function(lambda x: model(x, training=False),
-                        input_signature=[tf.TensorSpec([1, *spec.shape[1:]], tf.float32, name=spec.name)])
+    specs = [inputs] if isinstance(inputs, TensorSpec) else list(inputs)
+    signature = [tf.TensorSpec([1, *spec.shape[1:]], tf.as_dtype(spec.dtype), name=spec.name) for spec in specs]
+
+    def call(*tensors: Any) -> Any:
+        return model(tensors[0] if len(tensors) == 1 else list(tensors), training=False)
+
+    serve = tf.function(call, input_signature=signature)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     return converter.convert()

@@ -11,16 +11,18 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from pipeline.core.bundle import ModelBundle, run_in_batches
+from pipeline.core.bundle import ModelBundle
 from pipeline.core.errors import ExportError, converter_errors, first_line
+from pipeline.core.tensors import Feed, slice_feed
 from pipeline.core.versions import package_version
 from quantize.config import QatInt8Config
-from quantize.pruning.common import eval_accuracy, train_torch_model
-from quantize.qat.common import qat_effect, qat_training_data
+from quantize.finetune import baseline, fine_tune_effect, objective_for, train_torch_model
+from quantize.qat.common import qat_training_data
 
 
 def litert_qat_quantizer() -> Any:
@@ -62,16 +64,17 @@ def _litert_patterns_as_modules() -> Iterator[None]:
         utils._get_aten_graph_module_for_pattern = original
 
 
-def _training_program(bundle: ModelBundle, x: np.ndarray) -> Any:
-    """The model exported in training mode, batch dimension dynamic unless the model fixes it."""
+def _training_program(bundle: ModelBundle, feed: Feed) -> Any:
+    """The model exported in training mode on every input, batch dimension dynamic unless the model fixes it."""
     import torch
 
     from quantize.pruning.torch_layers import with_layer_modules
 
     model = with_layer_modules(bundle.model)
     model.train()
-    example = (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),)
-    dynamic = None if bundle.input_spec.shape[0] else ({0: torch.export.Dim.AUTO},)
+    example = tuple(torch.from_numpy(np.ascontiguousarray(array)) for array in feed.values())
+    dynamic = None if bundle.static_batch else tuple({0: torch.export.Dim.AUTO} for _ in example)
+
     def untraceable(exc: Exception) -> ExportError:
         return ExportError(
             f"torch.export cannot trace {type(bundle.model).__name__} in training mode for QAT: {first_line(exc)}. "
@@ -89,32 +92,28 @@ def qat_torch(bundle: ModelBundle, config: QatInt8Config, quantizer: Any, *,
     from torchao.quantization.pt2e import allow_exported_model_train_eval, move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
 
-    from pipeline.core.reference import PREDICTORS
-
-    data = qat_training_data(bundle, config)
-    before = eval_accuracy(bundle)
-    static = bundle.input_spec.shape[0]
+    objective = objective_for(bundle, qat_training_data(bundle, config))
+    base = baseline(bundle)
+    static = bundle.static_batch
     torch.manual_seed(config.seed)
-    program = _training_program(bundle, data.x[: static or min(config.batch_size, len(data))])
+    program = _training_program(bundle, slice_feed(objective.feed, 0, static or min(config.batch_size,
+                                                                                     objective.samples)))
     patch = _litert_patterns_as_modules() if type(quantizer).__module__.startswith("litert_torch") else nullcontext()
     with patch:
         prepared = prepare_qat_pt2e(program, quantizer)
     allow_exported_model_train_eval(prepared)  # train()/eval() switch fake quant, batch norm and dropout
     started = time.perf_counter()
-    train_torch_model(prepared, data, config.fine_tune_epochs, config.batch_size, config.learning_rate,
+    train_torch_model(prepared, objective, config.fine_tune_epochs, config.batch_size, config.learning_rate,
                       config.seed, static_batch=static)
     seconds = time.perf_counter() - started
     move_exported_model_to_eval(prepared)
     for module in prepared.modules():  # converters check the flag, which the move above leaves set
         module.training = False
     converted = _drop_unused_tensors(convert_pt2e(prepared, fold_quantize=fold_quantize))
-    after = None
-    if bundle.eval_data is not None and bundle.eval_data.y is not None:
-        outputs = run_in_batches(PREDICTORS.get("torch"), converted, bundle.eval_data.x, 256, static_batch=static)
-        after = round(float(np.mean(outputs.argmax(-1) == bundle.eval_data.y)), 6)
     tool = (f"PT2E prepare_qat_pt2e/convert_pt2e (torchao {package_version('torchao')}, {type(quantizer).__name__} "
             "per-channel symmetric, is_qat=True), fine-tuned with Adam")
-    return converted, qat_effect(tool, config, data, before, after, seconds)
+    effect = fine_tune_effect(base, replace(bundle, model=converted), objective, config.fine_tune_epochs, seconds)
+    return converted, {"tool": tool, **effect}
 
 
 def _drop_unused_tensors(model: Any) -> Any:

@@ -9,7 +9,7 @@ import pytest
 import quantize
 from pipeline.core.errors import ConfigError, DataError, UnsupportedRouteError
 from pipeline.intake import load_model
-from quantize.pruning import ChannelPruningConfig, MagnitudePruningConfig
+from quantize.pruning import ChannelPruningConfig, MagnitudePruningConfig, parse_prune
 from quantize.stages import STAGES, apply_stages
 
 
@@ -69,6 +69,7 @@ def test_magnitude_reaches_sparsity_and_keeps_accuracy(bundles, magnitude, frame
     assert effect["accuracy_after"] == pytest.approx(_accuracy(pruned), abs=1e-6)
     assert effect["accuracy_before"] == pytest.approx(_accuracy(source), abs=1e-6)
     assert effect["fine_tune_seconds"] > 0 and effect["tool"]
+    assert (effect["loss"], effect["train_samples"]) == ("cross-entropy", len(source.train_data))
     assert _sparsity(source) < 0.01  # the source bundle's model is left as it was
     assert applied.config == {"stage": "prune-magnitude", **MagnitudePruningConfig(sparsity=0.5).__dict__}
 
@@ -87,6 +88,7 @@ def test_one_shot_magnitude_needs_no_training_data(bundles, framework):
     pruned, [applied] = apply_stages(bundle, [MagnitudePruningConfig(sparsity=0.3, fine_tune_epochs=0)])
     assert _sparsity(pruned) >= 0.29
     assert applied.effect["fine_tune_epochs"] == 0
+    assert (applied.effect["loss"], applied.effect["train_samples"]) == ("none", 0)
 
 
 def test_channel_pruning_removes_parameters_and_keeps_accuracy(bundles, channels):
@@ -111,6 +113,15 @@ def test_pruned_torch_bundle_exports_and_validates(magnitude, channels, tmp_path
     result = export_bundle(pruned, target, quantize.quantization_config("none"), tmp_path / "artifact")
     assert result.validation_passed, result.manifest["validation"]["failures"]
     assert (tmp_path / "artifact" / "manifest.json").is_file()
+
+
+def test_prune_spelling_takes_the_fine_tune_epochs():
+    assert parse_prune("0.5") == MagnitudePruningConfig(sparsity=0.5)
+    assert parse_prune("0.5", fine_tune_epochs=0) == MagnitudePruningConfig(sparsity=0.5, fine_tune_epochs=0)
+    assert parse_prune("channels:0.3", fine_tune_epochs=None).fine_tune_epochs == 5  # the stage's default
+    assert parse_prune("channels:0.3", fine_tune_epochs=2) == ChannelPruningConfig(ratio=0.3, fine_tune_epochs=2)
+    with pytest.raises(ConfigError, match="fine_tune_epochs must be an integer >= 0, got -1"):
+        parse_prune("0.5", fine_tune_epochs=-1)
 
 
 @pytest.mark.parametrize("sparsity", [1.0, -0.1])
@@ -141,7 +152,8 @@ def test_schedule_ramp_must_end_within_fine_tuning():
 ])
 def test_fine_tuning_without_training_data_is_a_data_error(bundles, framework, config):
     bundle = replace(bundles[framework], train_data=None)
-    with pytest.raises(DataError, match="needs labelled training data.*no training data.*fine_tune_epochs=0"):
+    with pytest.raises(DataError, match=r"needs training data.*no training data\. Pass --train-data FILE\.npz.*"
+                       r"--finetune-epochs 0 for one-shot"):
         apply_stages(bundle, [config])
 
 

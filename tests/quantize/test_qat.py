@@ -36,7 +36,7 @@ def test_qat_int8_is_a_registered_mode_with_checked_options():
     assert quantization_config("qat-int8", fine_tune_epochs=1) == QatInt8Config(fine_tune_epochs=1)
     assert QatInt8Config().to_json() == {"mode": "qat-int8", "fine_tune_epochs": 3, "learning_rate": 1e-4,
                                          "batch_size": 32, "seed": 0}
-    with pytest.raises(ConfigError, match="fine_tune_epochs must be an integer >= 1"):
+    with pytest.raises(ConfigError, match="fine_tune_epochs must be an integer >= 1.*choose --quantize int8"):
         QatInt8Config(fine_tune_epochs=0)
     with pytest.raises(ConfigError, match="learning_rate must be > 0"):
         QatInt8Config(learning_rate=0)
@@ -47,7 +47,7 @@ def test_qat_export_validates_shrinks_and_keeps_accuracy(exports, framework, tar
     fp32, qat, _ = exports[framework, target]
     validation = qat["validation"]
     assert validation["passed"], validation["failures"]
-    assert validation["tolerance"]["max_abs_error"] is None  # judged on agreement and accuracy
+    assert validation["tolerances"]["max_abs_error"] is None  # judged on agreement and accuracy
     # a .pte carries ~2 KB more fixed overhead: 0.3006x here, the same bytes as post-training int8
     assert qat["size_bytes"] <= (0.30 if target == "tflite" else 0.31) * fp32["size_bytes"]
     assert validation["artifact_accuracy"] >= 0.99 * fp32["validation"]["artifact_accuracy"]
@@ -60,6 +60,7 @@ def test_manifest_records_the_fine_tune(exports, framework, target):
     assert stage["name"] == "quantize" and stage["config"] == QAT.to_json()
     effect = stage["effect"]
     assert effect["fine_tune_epochs"] == 2 and effect["fine_tune_seconds"] > 0 and effect["train_samples"] > 1000
+    assert effect["loss"] == "cross-entropy" and effect["fidelity"]["data"] == "evaluation data"
     assert effect["accuracy_before"] == pytest.approx(qat["validation"]["source_accuracy"], abs=1e-6)
     assert effect["accuracy_after"] >= 0.99 * effect["accuracy_before"]
     tool = "tensorflow-model-optimization" if framework == "keras" else "prepare_qat_pt2e"
@@ -82,7 +83,8 @@ def test_tflite_qat_is_full_integer_inside(exports, framework):
 @pytest.mark.parametrize("framework,target", ROUTES)
 def test_qat_without_training_data_names_the_fix(bundles, tmp_path, framework, target):
     bundle = replace(bundles[framework], train_data=None)
-    with pytest.raises(DataError, match=r"needs labelled training data.*`pipeline train`.*--quantize int8"):
+    with pytest.raises(DataError, match=r"needs training data.*Pass --train-data FILE\.npz.*`pipeline train`.*"
+                       r"--quantize int8"):
         export_bundle(bundle, target, QAT, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
