@@ -1,13 +1,13 @@
 """Keras / SavedModel -> ExecuTorch with ONNX as the bridge.
 
-SavedModel -> tf2onnx -> onnx2fx (FX GraphModule, rewritten by onnx_rewrites) -> torch.export, then the
-ExecuTorch lowering (torch_to_executorch). Every step's failure is an ExportError naming the route, the
-step and the op it failed on.
+The frozen serving function (`tf_source`: one named input per model input, batch 1, integer inputs kept
+integer) -> tf2onnx -> onnx2fx (FX GraphModule, rewritten by onnx_rewrites, positional inputs in the model's
+order) -> torch.export, then the ExecuTorch lowering (torch_to_executorch). Every step's failure is an
+ExportError naming the route, the step and the op it failed on.
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,8 @@ from exporters.base import AppliedStage
 from exporters.routes import torch_to_executorch
 from exporters.routes.onnx_common import OPSET, first_line, on_ops, step_failed
 from exporters.routes.onnx_rewrites import REWRITES
-from exporters.routes.tf_to_tflite import _saved_model_dir
-from pipeline.core.bundle import ModelBundle, TensorSpec
+from exporters.routes.tf_source import FrozenFunction, check_weight_bytes, frozen_function, source_parameter_bytes
+from pipeline.core.bundle import ModelBundle
 from pipeline.core.errors import ExportError, PipelineError, converter_errors, tensorflow_errors
 from pipeline.core.records import DelegationReport
 from quantize import QuantizationConfig, explain_refusal, handler_for, register_handler
@@ -26,30 +26,32 @@ TF_TO_EXECUTORCH = "Keras/SavedModel -> ExecuTorch"
 TARGET = "executorch"
 BRIDGED_MODES = ("none", "dynamic-int8", "int8")  # the PT2E modes of torch -> executorch; not QAT
 KERAS_TO_EXECUTORCH_ROUTE = (
-    "Keras model.export (SavedModel, batch 1) -> tf2onnx (opset 18) -> onnx2fx (FX GraphModule, NHWC input) "
-    "-> torch.export -> to_edge_transform_and_lower (XnnpackPartitioner) -> to_executorch"
+    "Keras model -> tf.function (one TensorSpec per input, batch 1) -> variables frozen -> tf2onnx (opset 18) -> "
+    "onnx2fx (FX GraphModule, NHWC input) -> torch.export -> to_edge_transform_and_lower (XnnpackPartitioner) "
+    "-> to_executorch"
 )
-SAVED_MODEL_TO_EXECUTORCH_ROUTE = KERAS_TO_EXECUTORCH_ROUTE.replace("Keras model.export (SavedModel, batch 1)", "SavedModel")
+SAVED_MODEL_TO_EXECUTORCH_ROUTE = KERAS_TO_EXECUTORCH_ROUTE.replace("Keras model", "SavedModel serving_default")
 
 
-def saved_model_to_onnx(saved_model: Path, spec: TensorSpec) -> Any:
-    """Step 2/5: tf2onnx on the SavedModel's `serving_default` signature (batch 1); ExportError on TF ops ONNX lacks."""
+def serving_to_onnx(frozen: FrozenFunction) -> Any:
+    """Step 2/5: tf2onnx on the frozen serving function (inputs in the model's order, outputs in the source's);
+    ExportError on TF ops ONNX lacks."""
     import onnx
     import tensorflow as tf
     import tf2onnx
 
-    loaded = tf.saved_model.load(str(saved_model))  # keep a reference: the signature needs its variables
-    signature = loaded.signatures["serving_default"]
-    name = next(iter(signature.structured_input_signature[1]))
-    function = tf.function(lambda x: next(iter(signature(**{name: x}).values())))
+    def outputs(*inputs: Any) -> Any:
+        results = frozen.function(*inputs)
+        listed = [results[name] for name in frozen.output_names]
+        return listed[0] if len(listed) == 1 else listed
+
     def failed(exc: Exception) -> PipelineError:
         return step_failed(TF_TO_EXECUTORCH, "2/5 (tf2onnx)", "", first_line(exc),
                            "Simplify the model's TF graph, or export to tflite/tfjs, which take TF ops directly.")
 
     with converter_errors(failed, "tf2onnx", *tensorflow_errors()):
-        proto, _ = tf2onnx.convert.from_function(
-            function, input_signature=[tf.TensorSpec([1, *spec.shape[1:]], tf.float32, name=name)], opset=OPSET
-        )
+        proto, _ = tf2onnx.convert.from_function(tf.function(outputs), input_signature=list(frozen.input_specs),
+                                                 opset=OPSET)
     # tf2onnx leaves ops it cannot convert in the graph under their TF names (continue_on_error)
     unconverted = [n.op_type for n in proto.graph.node if not onnx.defs.has(n.op_type, n.domain)]
     if unconverted:
@@ -75,17 +77,22 @@ def onnx_to_torch_module(model_proto: Any) -> Any:
     return module.eval()
 
 
-def keras_to_torch_module(bundle: ModelBundle, scratch_dir: Path) -> Any:
-    """Steps 1-4: a Keras model or SavedModel as a torch.export-able GraphModule (same input layout, batch 1)."""
-    def failed(exc: Exception) -> PipelineError:  # Keras raises many types for layers it cannot trace
-        return step_failed(TF_TO_EXECUTORCH, "1/5 (Keras model.export)", "", first_line(exc),
-                           "Make the model exportable with model.export(format='tf_saved_model').")
+def keras_to_torch_module(bundle: ModelBundle, scratch_dir: Path | None = None) -> Any:
+    """Steps 1-4: a Keras model or SavedModel as a torch.export-able GraphModule (same inputs and layout, batch 1).
 
-    with converter_errors(failed, "Keras model.export", *tensorflow_errors()):
-        saved = _saved_model_dir(bundle, scratch_dir)
-    module = onnx_to_torch_module(saved_model_to_onnx(saved, bundle.input_spec))
+    Nothing is written to disk: `scratch_dir` is accepted for older callers and not used.
+    """
+    route = SAVED_MODEL_TO_EXECUTORCH_ROUTE if bundle.framework == "tensorflow" else KERAS_TO_EXECUTORCH_ROUTE
+
+    def failed(exc: Exception) -> PipelineError:  # Keras raises many types for layers it cannot trace
+        return step_failed(TF_TO_EXECUTORCH, "1/5 (tf.function, variables frozen)", "", first_line(exc),
+                           "Make the model traceable: it must run under tf.function with one tensor per input.")
+
+    with converter_errors(failed, "Tracing the model", *tensorflow_errors()):
+        frozen = frozen_function(bundle, route)
+    module = onnx_to_torch_module(serving_to_onnx(frozen))
     try:
-        torch_to_executorch.export_program(module, torch_to_executorch.example_args(bundle))
+        torch_to_executorch.export_program(module, torch_to_executorch.example_args(bundle, route))
     except PipelineError as exc:
         raise ExportError(f"{TF_TO_EXECUTORCH} step 4/5 (torch.export) failed: {exc}") from None
     return module
@@ -94,15 +101,20 @@ def keras_to_torch_module(bundle: ModelBundle, scratch_dir: Path) -> Any:
 def _bridged(
     bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig, delegate: str
 ) -> tuple[tuple[AppliedStage, ...], DelegationReport]:
-    """The handler of every bridged mode: steps 1-4 here, then the torch -> executorch handler of the same mode."""
+    """The handler of every bridged mode: steps 1-4 here, then the torch -> executorch handler of the same mode.
+
+    ExportError when the `.pte` is too small to hold the source's weights (its size bounds the weight bytes).
+    """
     lower = handler_for(quantization.mode, "torch", TARGET)
-    with tempfile.TemporaryDirectory(prefix="onnx-bridge-") as scratch:
-        module = keras_to_torch_module(bundle, Path(scratch))
+    module = keras_to_torch_module(bundle)
     torch_bundle = replace(bundle, framework="torch", model=module)
     try:
-        return lower(torch_bundle, model_file, quantization, delegate)
+        lowered = lower(torch_bundle, model_file, quantization, delegate)
     except ExportError as exc:
         raise ExportError(f"{TF_TO_EXECUTORCH} step 5/5 (ExecuTorch lowering) failed: {exc}") from None
+    check_weight_bytes(source_parameter_bytes(bundle), model_file.stat().st_size, quantization.mode,
+                       f"ExecuTorch program {model_file.name}")
+    return lowered
 
 
 def convert_keras_to_executorch(

@@ -1,10 +1,13 @@
 """Keras model or TensorFlow SavedModel -> TF.js graph model through the tensorflowjs converter.
 
-One registered handler per mode the converter can express: its `quantization_dtype_map`.
+A Keras model goes as its frozen serving function (`tf_source`: one named input per model input, batch 1, every
+output); a SavedModel as it is (the converter freezes its `serving_default` signature and keeps its dynamic
+dimensions). One registered handler per mode the converter can express: its `quantization_dtype_map`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -14,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from exporters.base import AppliedStage
-from exporters.routes.tf_to_tflite import _saved_model_dir
+from exporters.routes.tf_source import check_weight_bytes, frozen_function, save_frozen, source_parameter_bytes
 from pipeline.core.bundle import ModelBundle
 from pipeline.core.errors import ExportError, converter_errors, first_line, tensorflow_errors
 from quantize import QuantizationConfig, handler_for, register_handler
 
-KERAS_ROUTE = "Keras model.export (SavedModel, batch 1) -> tensorflowjs.converters.convert_tf_saved_model"
+KERAS_ROUTE = ("Keras model -> tf.function (one TensorSpec per input, batch 1) -> variables frozen -> SavedModel -> "
+               "tensorflowjs.converters.convert_tf_saved_model")
 SAVED_MODEL_ROUTE = "SavedModel -> tensorflowjs.converters.convert_tf_saved_model"
 TOOL = "tensorflowjs.converters.convert_tf_saved_model"
 MODEL_JSON = "model.json"
@@ -54,6 +58,41 @@ def converter_failure(exc: Exception, model_path: str) -> ExportError:
     return ExportError(f"The TF.js converter failed on {model_path}: {first_line(exc)}")
 
 
+def _saved_model(bundle: ModelBundle, scratch: Path) -> tuple[Path, Any]:
+    """The SavedModel to convert (the source itself, or the Keras model's frozen serving function) and its
+    `serving_default` signature."""
+    import tensorflow as tf
+
+    if bundle.framework == "tensorflow":
+        return Path(bundle.source.path), bundle.model.signatures["serving_default"]
+    path = save_frozen(frozen_function(bundle, KERAS_ROUTE), scratch / "saved_model")
+    return path, tf.saved_model.load(str(path)).signatures["serving_default"]
+
+
+def restore_signature_names(model_json: Path, signature: Any) -> None:
+    """Key model.json's signature by the SavedModel's input and output names.
+
+    The converter recovers a name by matching dtype and shape, so inputs alike (input_ids and attention_mask,
+    both [1, 128] int64) or outputs alike keep their graph tensor names (`input_ids:0`, `Identity_1:0`).
+    """
+    # the signature function's tensors come in tf.nest order: its keyword inputs, then its outputs, sorted by name
+    by_tensor = dict(zip((t.name for t in signature.inputs), sorted(signature.structured_input_signature[1]), strict=False))
+    by_tensor |= dict(zip((t.name for t in signature.outputs), sorted(signature.structured_outputs), strict=False))
+    model = json.loads(model_json.read_text())
+    named = model.get("signature", {})
+    for part in ("inputs", "outputs"):
+        if part in named:
+            named[part] = {by_tensor.get(entry.get("name"), key): entry for key, entry in named[part].items()}
+    model_json.write_text(json.dumps(model))
+
+
+def weight_notes(bundle: ModelBundle, out_dir: Path, mode: str) -> dict[str, Any]:
+    """The manifest notes comparing the weight shards' bytes with the source's parameter bytes; ExportError when
+    the weights did not make it into the shards."""
+    shard_bytes = sum(path.stat().st_size for path in out_dir.glob("group*-shard*.bin"))
+    return check_weight_bytes(source_parameter_bytes(bundle), shard_bytes, mode, f"TF.js graph model in {out_dir}")
+
+
 def _write_tfjs(
     bundle: ModelBundle,
     out_dir: Path,
@@ -71,16 +110,15 @@ def _write_tfjs(
         from tensorflowjs.converters import convert_tf_saved_model
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="tfjs-export-") as scratch:
-        saved_model = _saved_model_dir(bundle, Path(scratch))
-        with converter_errors(lambda exc: converter_failure(exc, bundle.source.path), "The TF.js conversion",
-                              *tensorflow_errors()):
-            convert_tf_saved_model(
-                str(saved_model), str(out_dir),
-                quantization_dtype_map=dtype_map, weight_shard_size_bytes=shard_size_bytes,
-            )
+    with tempfile.TemporaryDirectory(prefix="tfjs-export-") as scratch, converter_errors(
+            lambda exc: converter_failure(exc, bundle.source.path), "The TF.js conversion", *tensorflow_errors()):
+        saved_model, signature = _saved_model(bundle, Path(scratch))
+        convert_tf_saved_model(
+            str(saved_model), str(out_dir), quantization_dtype_map=dtype_map, weight_shard_size_bytes=shard_size_bytes,
+        )
     if not (out_dir / MODEL_JSON).is_file():  # it prints and returns when it cannot freeze the graph
         raise ExportError(f"The TF.js converter wrote no {MODEL_JSON} for {bundle.source.path}; the graph could not be frozen.")
+    restore_signature_names(out_dir / MODEL_JSON, signature)
     if quantization.mode == "none":
         return ()
     return (AppliedStage("quantize", {**quantization.to_json(), "quantization_dtype_map": dtype_map}, TOOL),)

@@ -1,15 +1,19 @@
-"""Keras model or TensorFlow SavedModel -> `.tflite` through TFLiteConverter: one registered handler per mode."""
+"""Keras model or TensorFlow SavedModel -> `.tflite` through TFLiteConverter: one registered handler per mode.
+
+The converter takes the frozen serving function (`tf_source`): one named input per model input (float, integer
+or bool, batch 1), every output, and the weights as constants in the flatbuffer.
+"""
 
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from exporters.base import AppliedStage
-from exporters.routes.calibration import calibration_samples
+from exporters.routes.calibration import calibration_feed, per_sample
+from exporters.routes.tf_source import check_weight_bytes, frozen_function, source_parameter_bytes
 from exporters.routes.tflite_quantizer import quantize_float_model
 from pipeline.core.bundle import ModelBundle
 from pipeline.core.errors import ExportError, converter_errors, first_line, tensorflow_errors
@@ -22,25 +26,13 @@ from quantize import (
     register_handler,
 )
 
-KERAS_ROUTE = "Keras model.export (SavedModel, batch 1) -> TFLiteConverter.from_saved_model"
-SAVED_MODEL_ROUTE = "SavedModel -> TFLiteConverter.from_saved_model"
+KERAS_ROUTE = ("Keras model -> tf.function (one TensorSpec per input, batch 1) -> variables frozen -> "
+               "TFLiteConverter.from_concrete_functions")
+SAVED_MODEL_ROUTE = ("SavedModel serving_default -> tf.function (one TensorSpec per input, batch 1) -> variables frozen "
+                     "-> TFLiteConverter.from_concrete_functions")
 TOOL = "tf.lite.TFLiteConverter"
 TARGET = "tflite"
-
-
-def _saved_model_dir(bundle: ModelBundle, scratch: Path) -> Path:
-    """The SavedModel to convert: the source itself, or the Keras model exported with batch 1."""
-    if bundle.framework == "tensorflow":
-        return Path(bundle.source.path)
-    import tensorflow as tf
-
-    spec = bundle.input_spec
-    path = scratch / "saved_model"
-    bundle.model.export(
-        str(path), format="tf_saved_model", verbose=False,
-        input_signature=[tf.TensorSpec([1, *spec.shape[1:]], tf.float32, name=spec.name)],
-    )
-    return path
+VARIABLE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")  # state the flatbuffer reads at run time
 
 
 def unsupported_ops(message: str) -> list[str]:
@@ -63,17 +55,45 @@ def converter_failure(exc: Exception, model_path: str) -> ExportError:
     return ExportError(f"The TFLite converter failed on {model_path}: {first_line(exc)}")
 
 
+def _route(bundle: ModelBundle) -> str:
+    return SAVED_MODEL_ROUTE if bundle.framework == "tensorflow" else KERAS_ROUTE
+
+
 def _write_converted(bundle: ModelBundle, model_file: Path, configure: Callable[[Any], None] | None = None) -> None:
-    """Export the SavedModel (if needed), let `configure` set up the converter, and write its output."""
+    """Freeze the serving function, let `configure` set up the converter, and write its output."""
     import tensorflow as tf
 
-    with tempfile.TemporaryDirectory(prefix="tflite-export-") as scratch:
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(_saved_model_dir(bundle, Path(scratch))))
+    with converter_errors(lambda exc: converter_failure(exc, bundle.source.path), "The TFLite conversion",
+                          *tensorflow_errors()):
+        frozen = frozen_function(bundle, _route(bundle))
+        # a Module holding nothing: the frozen function reads no variables, and the converter takes its signature
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen.function], tf.Module())
         if configure is not None:
             configure(converter)
-        with converter_errors(lambda exc: converter_failure(exc, bundle.source.path), "The TFLite conversion",
-                              *tensorflow_errors()):
-            model_file.write_bytes(converter.convert())
+        model_file.write_bytes(converter.convert())
+
+
+def tflite_weights(model_file: Path) -> tuple[int, tuple[str, ...]]:
+    """The bytes of a `.tflite`'s constant buffers (its weights), and the variable ops it holds (VAR_HANDLE, ...)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(model_file.read_bytes(), 0)
+    weight_bytes = 0
+    for i in range(model.BuffersLength()):
+        buffer = model.Buffers(i)
+        weight_bytes += buffer.DataLength() or (buffer.Size() if buffer.Offset() > 1 else 0)  # >2 GB models: outside
+    names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
+    used = {names.get(max(c.BuiltinCode(), c.DeprecatedBuiltinCode()), "") for c in codes}
+    return weight_bytes, tuple(op for op in VARIABLE_OPS if op in used)
+
+
+def weight_notes(bundle: ModelBundle, model_file: Path, mode: str) -> dict[str, Any]:
+    """The manifest notes comparing the artifact's weight bytes with the source's parameter bytes; ExportError
+    when the weights did not make it into the flatbuffer."""
+    artifact_bytes, variable_ops = tflite_weights(model_file)
+    return check_weight_bytes(source_parameter_bytes(bundle), artifact_bytes, mode, f"TFLite file {model_file.name}",
+                              variable_ops)
 
 
 def _converter_stage(quantization: QuantizationConfig) -> tuple[AppliedStage, ...]:
@@ -115,13 +135,16 @@ def _weight_int8(bundle: ModelBundle, model_file: Path, quantization: Quantizati
 
 
 def _int8(bundle: ModelBundle, model_file: Path, quantization: Int8StaticConfig) -> tuple[AppliedStage, ...]:
+    """Full-integer compute calibrated on real samples; float inputs and outputs stay float32 (quantized inside
+    the model), integer and bool inputs keep their type."""
     import tensorflow as tf
 
-    samples = calibration_samples(bundle, quantization.calibration_samples)
+    samples = per_sample(calibration_feed(bundle, quantization.calibration_samples))
 
     def configure(converter: Any) -> None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([sample[None]] for sample in samples)
+        # one dict per sample, by input name: a list would be matched to the flatbuffer's inputs, sorted by name
+        converter.representative_dataset = lambda: iter(samples)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter._experimental_disable_per_channel = not quantization.per_channel
 
@@ -136,7 +159,7 @@ def _qat_int8(bundle: ModelBundle, model_file: Path, quantization: QatInt8Config
     model, effect = keras_qat_model(bundle, quantization)
     with converter_errors(lambda exc: converter_failure(exc, bundle.source.path), "The TFLite conversion",
                           *tensorflow_errors()):
-        model_file.write_bytes(qat_tflite_bytes(model, bundle.input_spec))
+        model_file.write_bytes(qat_tflite_bytes(model, bundle.inputs))
     return (AppliedStage("quantize", quantization.to_json(), f"{effect['tool']} -> {TOOL}", effect),)
 
 
