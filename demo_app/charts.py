@@ -6,32 +6,47 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from pipeline.report import runtime_colours, target_colours
+from pipeline.report import FRACTIONS, runtime_colours, target_colours
 
 TARGETS = alt.Scale(domain=list(target_colours()), range=list(target_colours().values()))
 RUNTIMES = alt.Scale(domain=list(runtime_colours()), range=list(runtime_colours().values()))
 LOG = alt.Scale(type="log")
 
 
-def _tooltip() -> list[alt.Tooltip]:
+def metric_format(label: str) -> str:
+    """The d3 format of a task metric: percent for accuracy and agreement, else plain decimals."""
+    return ".1%" if label in FRACTIONS else ".4f" if label == "cosine" else ".3g"
+
+
+def _tooltip(label: str) -> list[alt.Tooltip]:
     return [alt.Tooltip("artifact:N"), alt.Tooltip("runtime_delegate:N", title="runtime/delegate"),
             alt.Tooltip("device:N"), alt.Tooltip("p50_ms:Q", format=".4f", title="p50 ms"),
-            alt.Tooltip("accuracy:Q", format=".2%"), alt.Tooltip("size_bytes:Q", format=",", title="size B"),
-            alt.Tooltip("pareto:N", title="Pareto")]
+            alt.Tooltip("metric_value:Q", format=metric_format(label), title=label),
+            alt.Tooltip("size_bytes:Q", format=",", title="size B"), alt.Tooltip("pareto:N", title="Pareto")]
 
 
-def pareto_chart(frame: pd.DataFrame) -> alt.LayerChart:
-    """Accuracy vs p50 latency (log x); marker area ~ size, colour = target; the front is outlined and joined."""
-    data = frame.assign(group=frame["model"] + " @ " + frame["device"])
+def _pareto_panel(data: pd.DataFrame, label: str, index: int) -> alt.LayerChart:
     x = alt.X("p50_ms:Q", scale=alt.Scale(type="log", padding=30), title="p50 latency (ms, log scale)")
-    y = alt.Y("accuracy:Q", scale=alt.Scale(zero=False, padding=30), axis=alt.Axis(format="%"), title="accuracy (validation)")
+    y = alt.Y("metric_value:Q", scale=alt.Scale(zero=False, padding=30), axis=alt.Axis(format=metric_format(label)),
+              title=f"{label} (validation)")
     points = alt.Chart(data).mark_circle(opacity=0.65, stroke="black").encode(
         x=x, y=y, color=alt.Color("target:N", scale=TARGETS, title="target"),
         size=alt.Size("size_bytes:Q", scale=alt.Scale(range=[60, 1500]), title="size (bytes)"),
-        strokeWidth=alt.condition("datum.pareto", alt.value(2), alt.value(0)), tooltip=_tooltip())
+        strokeWidth=alt.condition("datum.pareto", alt.value(2), alt.value(0)), tooltip=_tooltip(label))
     front = alt.Chart(data).transform_filter("datum.pareto").mark_line(color="#888", strokeDash=[4, 3]).encode(
         x=x, y=y, detail="group:N", order="p50_ms:Q")
-    return (front + points).properties(height=380).interactive()
+    zoom = alt.selection_interval(bind="scales", name=f"zoom_{index}")  # one per panel: its own axes
+    return (front + points.add_params(zoom)).properties(height=380, title=label)
+
+
+def pareto_chart(frame: pd.DataFrame) -> alt.LayerChart | alt.HConcatChart:
+    """Task metric vs p50 latency (log x), one panel per metric (accuracy and cosine never share an axis);
+    marker area ~ size, colour = target; the front is outlined and joined. Rows without a value are left out."""
+    data = frame.assign(group=frame["model"] + " @ " + frame["device"])
+    measured = data[data["metric_value"].notna()]
+    labels = list(dict.fromkeys(measured["metric"])) or list(dict.fromkeys(data["metric"]))[:1]
+    panels = [_pareto_panel(measured[measured["metric"] == label], label, i) for i, label in enumerate(labels)]
+    return panels[0] if len(panels) == 1 else alt.hconcat(*panels)
 
 
 def size_chart(frame: pd.DataFrame) -> alt.Chart:

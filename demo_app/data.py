@@ -129,3 +129,18 @@ def measurements_of(workspace: Workspace, artifact: Artifact) -> pd.DataFrame:
     columns = ["id", "created_at", "kind", "status", "runtime", "delegate_used", "threads", "device_profile",
                "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "accuracy", "error"]
     return pd.DataFrame([{c: r[c] for c in columns} for r in rows], columns=columns)
+
+
+def output_metrics(validation: dict[str, Any]) -> pd.DataFrame:
+    """The validation's metrics of each output (one row per output: name, kind, then each metric); empty for a
+    manifest written before per-output validation."""
+    rows = [{"output": out.get("name", f"output_{i}"), "kind": out.get("kind", "?"),
+             **(out.get("metrics") or {"note": "not measured"})} for i, out in enumerate(validation.get("outputs") or [])]
+    return pd.DataFrame(rows)
+
+
+def tolerances(validation: dict[str, Any]) -> pd.DataFrame:
+    """The bounds the validation judged by (`tolerances`, or `tolerance` in older manifests), unset ones as '-'."""
+    bounds = validation.get("tolerances") or validation.get("tolerance") or {}
+    return pd.DataFrame([{"tolerance": name, "bound": "-" if value is None else f"{value:g}"
+                          if isinstance(value, int | float) else str(value)} for name, value in bounds.items()])

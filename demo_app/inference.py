@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from demo_app.data import Artifact
+from pipeline.core.tensors import Feed, TensorSpec
 
 # One call of a tfjs-node session starts Node.js, so it is timed once; in-process runtimes take the median of a few.
 REPEATS = {"tfjs-node": 1, "tfjs-browser": 1}
@@ -21,18 +22,28 @@ DEFAULT_REPEATS = 5
 
 @dataclass
 class Runner:
-    """A loaded model behind a lock (a runtime session is not thread-safe; Streamlit serves sessions on threads)."""
+    """A loaded model behind a lock (a runtime session is not thread-safe; Streamlit serves sessions on threads).
+
+    `predict_outputs` takes a feed (input name -> batch; an array for a single input) and returns every output.
+    `layout` is the layout of its image input (NHWC or NCHW; the first input's for other models).
+    """
 
     name: str
     runtime: str
     delegate: str
     layout: str
-    predict: Callable[[np.ndarray], np.ndarray]
+    predict_outputs: Callable[[Any], list[np.ndarray]]
+    inputs: tuple[TensorSpec, ...] = ()
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def run(self, x: np.ndarray) -> np.ndarray:
+    def outputs(self, feed: Feed | np.ndarray) -> list[np.ndarray]:
+        """Every output for a batch, as float32 (integer outputs keep their values)."""
         with self.lock:
-            return np.asarray(self.predict(x), dtype=np.float32)
+            return [np.asarray(out, dtype=np.float32) for out in self.predict_outputs(feed)]
+
+    def run(self, x: Feed | np.ndarray) -> np.ndarray:
+        """The first output for a batch (a classifier's class scores)."""
+        return self.outputs(x)[0]
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,22 @@ class Prediction:
     confidence: float
     probabilities: list[float]
     latency_ms: float
+
+
+def input_specs(manifest: Mapping[str, Any]) -> tuple[TensorSpec, ...]:
+    """Every input of the artifact's model (name, shape, dtype, layout), from its manifest."""
+    return tuple(TensorSpec.from_json(spec) for spec in manifest.get("input_signature") or [])
+
+
+def output_names(manifest: Mapping[str, Any]) -> list[str]:
+    """The names of the model's outputs, from the manifest's output signature (output_<i> where unnamed)."""
+    return [spec.get("name") or f"output_{i}" for i, spec in enumerate(manifest.get("output_signature") or [])]
+
+
+def image_layout(specs: tuple[TensorSpec, ...]) -> str:
+    """The layout of the first 4-D input (an image), else of the first input (NHWC when none is known)."""
+    image = next((spec for spec in specs if len(spec.shape) == 4), specs[0] if specs else None)
+    return image.layout if image is not None else "NHWC"
 
 
 def runtime_for(artifact: Artifact) -> tuple[str, str]:
@@ -62,8 +89,9 @@ def open_artifact(artifact: Artifact, runtime: str | None = None, delegate: str 
     default_runtime, default_delegate = runtime_for(artifact)
     runtime, delegate = runtime or default_runtime, delegate or default_delegate
     session = RUNTIMES.get(runtime).load(artifact.path / artifact.manifest["model_file"], delegate)
-    layout = (artifact.manifest.get("input_signature") or [{}])[0].get("layout", "NHWC")
-    return Runner(artifact.label, runtime, getattr(session, "delegate", delegate) or delegate, layout, session.run)
+    specs = input_specs(artifact.manifest)
+    return Runner(artifact.label, runtime, getattr(session, "delegate", delegate) or delegate, image_layout(specs),
+                  session.run_outputs, specs)
 
 
 def open_source(path: Path) -> Runner:
@@ -71,7 +99,8 @@ def open_source(path: Path) -> Runner:
     from pipeline.intake import load_model
 
     bundle = load_model(str(path))
-    return Runner(f"source: {path.name}", bundle.framework, "-", bundle.input_spec.layout, bundle.predict)
+    return Runner(f"source: {path.name}", bundle.framework, "-", image_layout(bundle.inputs), bundle.predict_outputs,
+                  bundle.inputs)
 
 
 def to_layout(x: np.ndarray, source: str, target: str) -> np.ndarray:
@@ -80,19 +109,28 @@ def to_layout(x: np.ndarray, source: str, target: str) -> np.ndarray:
     return convert(x, source, target)
 
 
-def predict(runner: Runner, x: np.ndarray, layout: str, labels: list[str]) -> Prediction:
-    """Run one sample (given in `layout`) through `runner`; the latency is the median wall time of the calls."""
-    x = to_layout(x, layout, runner.layout)
-    times, output = [], np.zeros(0)
+def feed_in_layout(feed: Feed, layout: str, runner: Runner) -> Feed:
+    """The feed's images (4-D inputs) moved from `layout` to the runner's; other inputs as they are."""
+    return {name: to_layout(x, layout, runner.layout) if x.ndim == 4 else x for name, x in feed.items()}
+
+
+def timed(runner: Runner, feed: Feed | np.ndarray) -> tuple[list[np.ndarray], float]:
+    """Every output for `feed` and the median wall time of the calls (ms)."""
+    times, outputs = [], []
     for _ in range(REPEATS.get(runner.runtime, DEFAULT_REPEATS)):
         started = time.perf_counter()
-        output = runner.run(x)
+        outputs = runner.outputs(feed)
         times.append((time.perf_counter() - started) * 1000)
-    probabilities = output[0].astype(float)
+    return outputs, statistics.median(times)
+
+
+def predict(runner: Runner, x: np.ndarray, layout: str, labels: list[str]) -> Prediction:
+    """Run one sample (given in `layout`) through `runner`; the latency is the median wall time of the calls."""
+    outputs, latency = timed(runner, to_layout(x, layout, runner.layout))
+    probabilities = outputs[0][0].astype(float)
     top = int(probabilities.argmax())
     label = labels[top] if top < len(labels) else str(top)
-    return Prediction(runner.name, runner.runtime, label, float(probabilities[top]), probabilities.tolist(),
-                      statistics.median(times))
+    return Prediction(runner.name, runner.runtime, label, float(probabilities[top]), probabilities.tolist(), latency)
 
 
 def op_list(artifact: Artifact) -> list[str]:
@@ -108,12 +146,14 @@ def op_list(artifact: Artifact) -> list[str]:
     return list((artifact.manifest.get("delegation") or {}).get("graph_ops") or [])
 
 
-def eval_samples(artifact: Artifact) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """The artifact's eval.npz: inputs (float32), labels (or None) and their layout."""
+def eval_samples(artifact: Artifact) -> tuple[Feed, np.ndarray | None, str]:
+    """The artifact's eval.npz: one array per input name (floats as float32), labels (or None), their layout."""
     entry = artifact.manifest.get("eval_data") or {}
     with np.load(artifact.path / entry.get("file", "eval.npz"), allow_pickle=False) as data:
         labels = data["y"] if "y" in data.files else None
-        return data["x"].astype(np.float32), labels, entry.get("layout", "NHWC")
+        feed = {name: data[name] for name in data.files if name != "y"}
+    feed = {name: x.astype(np.float32) if x.dtype.kind == "f" else x for name, x in feed.items()}
+    return feed, labels, entry.get("layout", "NHWC")
 
 
 def per_class(predicted: np.ndarray, truth: np.ndarray, classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -127,12 +167,12 @@ def per_class(predicted: np.ndarray, truth: np.ndarray, classes: int) -> tuple[n
 
 
 def compare_on_eval(artifact: Artifact, artifact_runner: Runner, source_runner: Runner) -> dict[str, Any]:
-    """Both models on the artifact's eval.npz: predictions, per-class accuracy, confusion matrices, agreement."""
-    x, y, layout = eval_samples(artifact)
-    artifact_out = artifact_runner.run(to_layout(x, layout, artifact_runner.layout))
-    source_out = source_runner.run(to_layout(x, layout, source_runner.layout))
+    """Both classifiers on the artifact's eval.npz: predictions, per-class accuracy, confusion matrices, agreement."""
+    feed, y, layout = eval_samples(artifact)
+    artifact_out = artifact_runner.run(feed_in_layout(feed, layout, artifact_runner))
+    source_out = source_runner.run(feed_in_layout(feed, layout, source_runner))
     classes = int(artifact_out.shape[-1])
-    result: dict[str, Any] = {"samples": len(x), "classes": classes, "artifact_pred": artifact_out.argmax(-1),
+    result: dict[str, Any] = {"samples": len(artifact_out), "classes": classes, "artifact_pred": artifact_out.argmax(-1),
                               "source_pred": source_out.argmax(-1), "labels": y}
     result["agreement"] = float(np.mean(result["artifact_pred"] == result["source_pred"]))
     result["max_abs_error"] = float(np.max(np.abs(artifact_out - source_out)))

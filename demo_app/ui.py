@@ -13,8 +13,10 @@ import streamlit as st
 
 from demo_app.config import Workspace, workspace_from_args
 from demo_app.data import Artifact, discover_artifacts, load_leaderboard, store_stamp
+from demo_app.feeds import load_tokenizer, tokenizer_folder
 from demo_app.inference import Runner, compare_on_eval, eval_samples, op_list, open_artifact, open_source
 from demo_app.jobs import JobBoard
+from pipeline.core.tensors import Feed
 
 
 def workspace() -> Workspace:
@@ -81,13 +83,23 @@ def eval_comparison(artifact: Artifact, source: Path) -> dict[str, Any]:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _samples(path: str, stamp: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+def _samples(path: str, stamp: int) -> tuple[Feed, np.ndarray | None, str]:
     return eval_samples(Artifact(Path(path), json.loads((Path(path) / "manifest.json").read_text())))
 
 
-def samples(artifact: Artifact) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """The artifact's eval.npz (inputs, labels or None, layout), read once."""
+def samples(artifact: Artifact) -> tuple[Feed, np.ndarray | None, str]:
+    """The artifact's eval.npz (one array per input name, labels or None, layout), read once."""
     return _samples(str(artifact.path), _stamp(artifact.path / "manifest.json"))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _tokenizer(folder: str) -> Any:
+    return load_tokenizer(Path(folder))
+
+
+def tokenizer(ws: Workspace, artifact: Artifact) -> Any:
+    """The tokenizer of the artifact's model (demo_app.feeds.tokenizer_folder), loaded once per server."""
+    return _tokenizer(str(tokenizer_folder(artifact.manifest, source_path(ws, artifact))))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.core.locks import exclusive_lock
+from pipeline.core.manifest import format_metric, task_metric
 from pipeline.core.table import format_table
 from pipeline.export import ExportResult, export_bundle
 from pipeline.intake import load_model
@@ -15,8 +16,8 @@ from pipeline.zoo import ZOO
 from pipeline.zoo.train import default_model_path, train_zoo_model
 from quantize import quantization_config
 
-HEADERS = ["model", "framework", "target", "quantize", "bytes", "gzip bytes", "vs fp32", "source acc",
-           "artifact acc", "agreement", "max abs err", "delegated", "passed", "export s"]
+HEADERS = ["model", "framework", "target", "quantize", "bytes", "gzip bytes", "vs fp32", "task metric",
+           "source acc", "artifact acc", "delegated", "passed", "export s"]
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,14 @@ def comparison_rows(rows: list[DemoRow]) -> list[tuple[object, ...]]:
         manifest, validation = row.result.manifest, row.result.manifest["validation"]
         delegation = manifest.get("delegation") or {}
         baseline = fp32.get((row.model, row.framework, row.target))
+        label, value = task_metric(manifest)
         table.append((
             row.model, row.framework, row.target, row.mode,
             manifest["size_bytes"], manifest["size_bytes_gzip"],
             round(manifest["size_bytes"] / baseline, 3) if baseline else None,
-            f"{validation['source_accuracy']:.2%}", f"{validation['artifact_accuracy']:.2%}",
-            f"{validation['top1_agreement']:.2%}", f"{validation['max_abs_error']:.2g}",
+            f"{label} {format_metric(label, value)}",
+            format_metric("accuracy", validation.get("source_accuracy")),
+            format_metric("accuracy", validation.get("artifact_accuracy")),
             f"{delegation.get('ops_delegated', 0)}/{delegation.get('ops_total', 0)}",
             "yes" if validation["passed"] else "NO", round(manifest["export_seconds"], 2),
         ))

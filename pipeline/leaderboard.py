@@ -1,6 +1,8 @@
 """The leaderboard table: the report's entries with their latency statistics and Pareto flag, as a DataFrame.
 
-The app's comparison page and `pipeline.results()` show this same table.
+The app's comparison page and `pipeline.results()` show this same table. Each row carries its task and task
+metric (`task`, `metric` label, `metric_value`: `pipeline.report.task_metric`); `accuracy` stays the
+classification accuracy (None for other tasks).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def _stats(store: Path) -> dict[int, dict[str, Any]]:
 
 
 def pareto_ids(entries: list[Entry]) -> set[int]:
-    """Measurement ids on the Pareto front of their (model, device) group."""
+    """Measurement ids on the Pareto front of their (model, device) group, artifacts competing per task metric."""
     front: set[int] = set()
     for key in {(e.model, e.device) for e in entries}:
         front |= pareto_front([e for e in entries if (e.model, e.device) == key])

@@ -1,15 +1,18 @@
-"""Compare: the filtered leaderboard, the accuracy-latency Pareto chart, sizes and latency distributions."""
+"""Compare: the filtered leaderboard, the task metric-latency Pareto chart, sizes and latency distributions."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from demo_app import charts
 from demo_app.data import FILTERS, default_selection, filter_rows
 from demo_app.ui import artifacts, first_run, leaderboard, workspace
+from pipeline.report import FRACTIONS, format_metric
 
 COLUMNS = {
-    "pareto": st.column_config.CheckboxColumn("Pareto", help="Not dominated in p50, accuracy and size (per model and device)"),
+    "pareto": st.column_config.CheckboxColumn("Pareto", help="Not dominated in p50, task metric and size (per model, "
+                                              "device and metric)"),
     "model": "model", "framework": "source", "variant": "variant", "target": "target",
     "runtime_delegate": "runtime/delegate", "device": "device", "kind": "kind", "threads": "threads",
     "p50_ms": st.column_config.NumberColumn("p50 ms", format="%.4f"),
@@ -17,11 +20,25 @@ COLUMNS = {
     "latency_ms_p99": st.column_config.NumberColumn("p99 ms", format="%.4f"),
     "size_bytes": st.column_config.NumberColumn("size B", format="localized"),
     "size_bytes_gzip": st.column_config.NumberColumn("gzip B", format="localized"),
-    "accuracy": st.column_config.NumberColumn("accuracy", format="percent"),
+    "metric_value": None,  # the task metric: named and formatted by metric_column
     "agreement": st.column_config.NumberColumn("top-1 agreement", format="percent"),
     "delegated": "delegated ops", "warning": "delegation warning",
     "detail": st.column_config.LinkColumn("manifest", display_text="open", help="Artifact detail: manifest, validation, delegation"),
 }
+
+
+def metric_column(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The task metric column: a number named by its metric when the rows share one, else 'label value' text."""
+    labels = list(dict.fromkeys(rows["metric"]))
+    if len(labels) == 1:
+        label = labels[0]
+        number = "percent" if label in FRACTIONS else "%.4f" if label == "cosine" else "%.2f"
+        return rows, {**COLUMNS, "metric_value": st.column_config.NumberColumn(label, format=number,
+                                                                                help="Task metric from the export's validation")}
+    shown = [f"{m} {format_metric(m, v if v == v else None)}" for m, v in zip(rows["metric"], rows["metric_value"], strict=True)]
+    return rows.assign(metric_value=shown), {**COLUMNS, "metric_value": st.column_config.TextColumn(
+        "task metric", help="Each artifact's task metric from its validation (accuracy, agreement, cosine or SQNR dB)")}
+
 
 ws = workspace()
 st.title("Compare artifacts")
@@ -52,18 +69,21 @@ cols[2].metric("Fastest p50", f"{best['p50_ms']:.4f} ms", help=f"{best['artifact
 cols[3].metric("On the Pareto front", int(rows["pareto"].sum()))
 
 st.subheader("Leaderboard")
-st.caption("Latest successful measurement per artifact, runtime, delegate, device and threads. "
-           "Accuracy and agreement come from the export's validation. Select a row (or follow its link) for details.")
-picked = st.dataframe(rows[list(COLUMNS)], column_config=COLUMNS, hide_index=True, width="stretch",
+st.caption("Latest successful measurement per artifact, runtime, delegate, device and threads. The task metric "
+           "(accuracy for classifiers, cosine or SQNR dB against the source for other models) and agreement come from "
+           "the export's validation. Select a row (or follow its link) for details.")
+table, config = metric_column(rows)
+picked = st.dataframe(table[list(config)], column_config=config, hide_index=True, width="stretch",
                       on_select="rerun", selection_mode="single-row", key="leaderboard")
 chosen = picked.selection.rows if picked is not None else []
 if chosen and st.button("Open artifact detail", icon=":material/description:", type="primary"):
     row = rows.iloc[chosen[0]]
     st.switch_page("views/detail.py", query_params={"artifact": row["artifact_dir"], "measurement": str(row["measurement_id"])})
 
-pareto, sizes, latency = st.tabs(["Accuracy vs latency", "Size", "Latency distribution"])
+pareto, sizes, latency = st.tabs(["Task metric vs latency", "Size", "Latency distribution"])
 with pareto:
-    st.caption("Marker area ~ size, colour = target; outlined markers (joined by the dashed line) form the Pareto front.")
+    st.caption("Marker area ~ size, colour = target; outlined markers (joined by the dashed line) form the Pareto front. "
+               "Each task metric has its own panel.")
     st.altair_chart(charts.pareto_chart(rows), width="stretch")
 with sizes:
     st.caption("Raw bytes (solid) and gzip bytes (light) of every file of the artifact.")

@@ -1,4 +1,5 @@
-"""Artifact detail: manifest, validation, delegation report, and per-class accuracy against the source model."""
+"""Artifact detail: manifest, validation (per output, with its tolerances), delegation report, and a classifier's
+per-class accuracy against the source model."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import pandas as pd
 import streamlit as st
 
 from demo_app import charts
-from demo_app.data import Artifact, find_artifact, measurements_of
+from demo_app.data import Artifact, find_artifact, measurements_of, output_metrics, tolerances
 from demo_app.ui import artifacts_or_first_run, eval_comparison, ops, source_path, workspace
 from pipeline.core.errors import PipelineError
+from pipeline.report import format_metric, task_metric, task_of
 
 FALLBACK = "background-color: #ffd6d6; color: #8a1111; font-weight: 600"
 
@@ -36,10 +38,13 @@ cols[1].metric("Variant", artifact.variant)
 cols[2].metric("Size", f"{manifest.get('size_bytes', 0):,} B", help=f"gzip {manifest.get('size_bytes_gzip', 0):,} B")
 passed = validation.get("passed")
 cols[3].metric("Validation", {True: "passed", False: "FAILED", None: "skipped"}[passed])
-if validation.get("artifact_accuracy") is not None:
-    delta = validation["artifact_accuracy"] - (validation.get("source_accuracy") or 0)
-    cols[4].metric("Accuracy", f"{validation['artifact_accuracy']:.2%}", f"{delta:+.2%} vs source")
-st.caption(f"`{artifact.path}` — route: {manifest.get('route', '?')}")
+metric, value = task_metric(manifest)
+if value is not None:
+    source_value = validation.get("source_accuracy") if metric == "accuracy" else None
+    delta = f"{value - source_value:+.2%} vs source" if source_value is not None else None
+    cols[4].metric(metric.capitalize() if metric != "SQNR dB" else metric, format_metric(metric, value), delta,
+                   help=f"The {task_of(manifest)} task's metric of this artifact against its source model (validation).")
+st.caption(f"`{artifact.path}` — route: {manifest.get('route', '?')} — task: {task_of(manifest)}")
 
 tab_eval, tab_validation, tab_delegation, tab_measure, tab_manifest = st.tabs(
     ["Per-class accuracy", "Validation", "Delegation", "Measurements", "Manifest"])
@@ -47,7 +52,18 @@ tab_eval, tab_validation, tab_delegation, tab_measure, tab_manifest = st.tabs(
 with tab_validation:
     if passed is False:
         st.error("Validation failed: " + "; ".join(validation.get("failures", [])))
-    rows = [{"check": k, "value": json.dumps(v) if isinstance(v, dict | list) else str(v)} for k, v in validation.items()]
+    per_output = output_metrics(validation)
+    if not per_output.empty:
+        st.subheader("Per output")
+        st.dataframe(per_output, hide_index=True, width="stretch")
+    bounds = tolerances(validation)
+    if not bounds.empty:
+        st.subheader("Tolerances")
+        st.caption("The bounds this validation judged the outputs by (unset bounds are not checked).")
+        st.dataframe(bounds, hide_index=True)
+    shown = {k: v for k, v in validation.items() if k not in ("outputs", "tolerances", "tolerance")}
+    rows = [{"check": k, "value": json.dumps(v) if isinstance(v, dict | list) else str(v)} for k, v in shown.items()]
+    st.subheader("Summary")
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 with tab_delegation:
@@ -83,6 +99,10 @@ with tab_manifest:
     st.json(manifest, expanded=2)
 
 with tab_eval:
+    if task_of(manifest) != "classification":
+        st.info(f"Per-class accuracy is for classifiers; this is a {task_of(manifest)} model. Its per-output metrics "
+                "against the source model are on the Validation tab.")
+        st.stop()
     source = source_path(ws, artifact)
     has_eval = (artifact.path / (manifest.get("eval_data") or {}).get("file", "eval.npz")).is_file()
     if source is None or not has_eval:

@@ -187,12 +187,18 @@ def _print_export_summary(out_dir: Path, manifest: dict[str, Any]) -> None:
     if validation.get("skipped"):
         print("  validation skipped (--no-validate)")
         return
-    accuracy = ""
-    if validation["source_accuracy"] is not None:
-        accuracy = f", accuracy {validation['source_accuracy']:.2%} -> {validation['artifact_accuracy']:.2%}"
+    from pipeline.core.manifest import format_metric, task_metric
+
+    label, value = task_metric(manifest)
+    details = [] if label == "accuracy" else [f"{label} {format_metric(label, value)}"]
+    if validation.get("source_accuracy") is not None:
+        details.append(f"accuracy {format_metric('accuracy', validation['source_accuracy'])} -> "
+                       f"{format_metric('accuracy', validation.get('artifact_accuracy'))}")
+    if validation.get("top1_agreement") is not None and label != "agreement":
+        details.append(f"top-1 agreement {format_metric('agreement', validation['top1_agreement'])}")
     print(f"  validation {'passed' if validation['passed'] else 'FAILED'} on {validation['samples']} samples "
-          f"({validation['runtime']}/{validation['delegate']}): top-1 agreement {validation['top1_agreement']:.2%}, "
-          f"max abs error {validation['max_abs_error']:.3g}{accuracy}")
+          f"({validation['runtime']}/{validation['delegate']}, {validation.get('task', 'classification')}): "
+          f"{', '.join(details)}")
     delegation = manifest.get("delegation") or {}
     if delegation:
         print(f"  delegation: {delegation['ops_delegated']}/{delegation['ops_total']} ops on {delegation['delegate']}"

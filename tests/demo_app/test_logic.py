@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from demo_app import launch
@@ -89,3 +90,28 @@ def test_reading_a_missing_workspace_creates_nothing(tmp_path):
     workspace = Workspace(tmp_path / "none")
     assert load_leaderboard(workspace).empty and discover_artifacts(workspace) == []
     assert not Path(tmp_path / "none").exists()
+
+
+def _board(rows: list[tuple[str, str, float | None]]) -> pd.DataFrame:
+    """Leaderboard rows (model, metric label, value) as pipeline.leaderboard gives them, with the app's columns."""
+    return pd.DataFrame([{"model": model, "device": "host", "metric": metric, "metric_value": value, "p50_ms": 1.0 + i,
+                          "size_bytes": 1000 * (i + 1), "target": "tflite", "pareto": True, "artifact": f"{model}/{i}",
+                          "runtime_delegate": "litert/xnnpack"} for i, (model, metric, value) in enumerate(rows)])
+
+
+def test_the_pareto_chart_gives_each_task_metric_its_own_panel_and_axis():
+    from demo_app.charts import pareto_chart
+
+    spec = pareto_chart(_board([("digits", "accuracy", 0.97), ("digits", "accuracy", 0.95), ("minilm", "cosine", 0.999),
+                                ("minilm", "cosine", None), ("head", "SQNR dB", 38.0)])).to_dict()
+    panels = spec["hconcat"]
+    assert [p["title"] for p in panels] == ["accuracy", "cosine", "SQNR dB"]
+    for panel in panels:
+        label = panel["title"]
+        assert all(layer["encoding"]["y"]["title"] == f"{label} (validation)" for layer in panel["layer"])
+        rows = spec["datasets"][panel.get("data", panel["layer"][1].get("data", {})).get("name")]
+        assert {row["metric"] for row in rows} == {label} and all(row["metric_value"] is not None for row in rows)
+    formats = {p["title"]: p["layer"][1]["encoding"]["y"]["axis"]["format"] for p in panels}
+    assert formats == {"accuracy": ".1%", "cosine": ".4f", "SQNR dB": ".3g"}
+    single = pareto_chart(_board([("digits", "accuracy", 0.97), ("digits", "accuracy", 0.95)])).to_dict()
+    assert "hconcat" not in single and single["layer"][1]["encoding"]["y"]["title"] == "accuracy (validation)"

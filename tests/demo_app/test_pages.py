@@ -116,7 +116,7 @@ def test_try_it_runs_a_sample_through_sources_and_artifacts(app_workspace, monke
 
 def test_try_it_classifies_an_uploaded_digit(app_workspace, monkeypatch):
     with np.load(app_workspace / "artifacts" / "digits-cnn-torch/tflite-none/eval.npz") as data:
-        digit, label = data["x"][0, 0], int(data["y"][0])
+        digit, label = data[next(k for k in data.files if k != "y")][0, 0], int(data["y"][0])
     photo = np.kron((1.0 - digit) * 255, np.ones((12, 12)))  # dark ink on white paper, 96x96
     at = open_page(app_workspace, monkeypatch, "try_it")
     at.radio[0].set_value("Upload an image").run()
@@ -172,3 +172,54 @@ def test_run_page_shows_a_failed_job(writable_workspace, monkeypatch):
     next(b for b in at.button if b.label == "Benchmark").click().run()
     _wait_for_jobs(at, 60)
     assert any("failed (exit 2)" in e.value for e in at.error) and any("no-such-delegate" in c.value for c in at.code)
+
+
+def _add_embedding_artifact(workspace: Path) -> Path:
+    """A measured text-encoder artifact (manifest only: Compare and Detail read manifests, not model files)."""
+    import json
+
+    from pipeline.core.records import Measurement
+    from pipeline.results import insert_measurement, open_store
+
+    folder = workspace / "artifacts" / "minilm-l6-torch" / "executorch-int8"
+    folder.mkdir(parents=True)
+    validation = {"task": "embedding", "samples": 200, "passed": True, "failures": [],
+                  "tolerances": {"min_cosine_mean": 0.99, "max_abs_error": None},
+                  "headline": {"metric": "cosine_mean", "label": "cosine", "value": 0.9871},
+                  "outputs": [{"name": "embedding", "kind": "embedding",
+                               "metrics": {"cosine_mean": 0.9871, "cosine_min": 0.95, "sqnr_db": 17.2}}],
+                  "top1_agreement": None, "artifact_accuracy": None, "source_accuracy": None,
+                  "runtime": "executorch", "delegate": "xnnpack", "dataset": "sentences"}
+    manifest = {"target": "executorch", "source": {"framework": "torch", "path": "models/minilm-l6-torch.pt2",
+                                                   "task": "embedding"},
+                "stages": [{"name": "quantize", "config": {"mode": "int8"}}], "size_bytes": 23_000_000,
+                "size_bytes_gzip": 21_000_000, "validation": validation, "delegation": {},
+                "input_signature": [{"name": n, "shape": [1, 128], "dtype": "int64", "layout": "NC"}
+                                    for n in ("input_ids", "attention_mask")]}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with open_store(workspace / "results.sqlite") as store:
+        insert_measurement(store, Measurement(
+            kind="measured", status="ok", artifact_dir=str(folder), manifest_sha256="0" * 64, target="executorch",
+            runtime="executorch", delegate_requested="xnnpack", delegate_used="xnnpack", threads=1, device_profile="host",
+            result={"latency_ms_p50": 30.0, "latency_ms_p90": 33.0, "latency_ms_mean": 31.0, "runs": 40}).to_json())
+    return folder
+
+
+def test_compare_shows_each_artifacts_task_metric_and_detail_its_outputs(writable_workspace, monkeypatch):
+    _add_embedding_artifact(writable_workspace)
+    at = open_page(writable_workspace, monkeypatch)
+    board = at.dataframe[0].value.set_index("model")
+    assert board.loc["minilm-l6-torch", "metric_value"] == "cosine 0.9871"  # two metrics listed: each says its own
+    assert all(value.startswith("accuracy ") for value in board.drop("minilm-l6-torch")["metric_value"])
+    assert charts(at) == 3 and not at.exception
+    next(m for m in at.sidebar.multiselect if m.label == "Model").set_value(["minilm-l6-torch"]).run()
+    assert at.dataframe[0].value["metric_value"].tolist() == [0.9871]  # one metric: a number, named by its label
+
+    at = open_page(writable_workspace, monkeypatch, "detail", artifact="minilm-l6-torch/executorch-int8")
+    assert metric(at, "Cosine") == "0.9871" and metric(at, "Validation") == "passed"
+    outputs = next(d.value for d in at.dataframe if "output" in getattr(d.value, "columns", []))
+    assert outputs.to_dict("records") == [{"output": "embedding", "kind": "embedding", "cosine_mean": 0.9871,
+                                           "cosine_min": 0.95, "sqnr_db": 17.2}]
+    bounds = next(d.value for d in at.dataframe if "tolerance" in getattr(d.value, "columns", []))
+    assert dict(zip(bounds["tolerance"], bounds["bound"], strict=True)) == {"min_cosine_mean": "0.99", "max_abs_error": "-"}
+    assert any("Per-class accuracy is for classifiers" in i.value for i in at.info) and not at.error
