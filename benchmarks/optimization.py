@@ -82,7 +82,7 @@ def _measure(bundle: Any, source_out: Any, manifest: dict[str, Any], out_dir: Pa
     validation = manifest["validation"]
     session = RUNTIMES.get(validation["runtime"]).load(out_dir / manifest["model_file"], delegate=validation["delegate"])
     try:
-        outputs = session.run(bundle.eval_data.x)
+        outputs = session.run(bundle.eval_data.inputs)
     finally:
         session.close()
     return (float(np.mean(outputs.argmax(-1) == bundle.eval_data.y)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,15 +11,11 @@ import numpy as np
 
 from device_runtime.base import Availability, ProgramSession
 from device_runtime.device_scripts.edge_bench import Protocol, PteProgram
-from device_runtime.inputs import InputSignature
 from pipeline.core.errors import ArtifactError, RuntimeUnavailableError, UnknownNameError
 from pipeline.core.registry import unknown_name_message
 
 DELEGATES = ("xnnpack", "portable")
 BACKEND_NAMES = {"xnnpack": "XnnpackBackend"}
-# ExecuTorch ScalarType codes -> numpy names (the tensor metadata reports the code)
-SCALAR_TYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 7: "float64",
-                11: "bool", 15: "bfloat16"}
 
 
 class ExecuTorchSession(ProgramSession):
@@ -28,14 +25,10 @@ class ExecuTorchSession(ProgramSession):
     def threads_applied(self) -> bool:
         return self.program.threads_applied
 
-    def input_signature(self) -> InputSignature:
-        """The first input's shape and element type, from the loaded method's metadata."""
-        meta = self.program.method.metadata.input_tensor_meta(0)
-        return InputSignature(tuple(int(d) for d in meta.sizes()), SCALAR_TYPES.get(int(meta.dtype()), str(meta.dtype())))
-
-    def benchmark(self, x: np.ndarray, labels: np.ndarray | None, protocol: Protocol) -> dict[str, Any]:
+    def benchmark(self, feed: Mapping[str, np.ndarray] | np.ndarray, labels: np.ndarray | None,
+                  protocol: Protocol) -> dict[str, Any]:
         """The harness protocol's result, plus whether the requested thread count took."""
-        return {**super().benchmark(x, labels, protocol), "threads_applied": self.threads_applied}
+        return {**super().benchmark(feed, labels, protocol), "threads_applied": self.threads_applied}
 
 
 class ExecuTorchRuntime:

@@ -53,8 +53,8 @@ class BenchRequest:
 def _target_and_inputs(path: Path, inputs: str | Path | None) -> tuple[str, str | None]:
     """The target of an artifact directory or bare model file, and what it runs on; raises before any work."""
     if inputs is not None and str(inputs) != SYNTHETIC and not Path(inputs).is_file():
-        raise DataError(f"Input file {inputs} does not exist; pass an .npz with array 'x' (and optional labels 'y'), "
-                        f"or leave --input out for synthetic inputs.")
+        raise DataError(f"Input file {inputs} does not exist; pass an .npz with one array per input name ('x' for a "
+                        "single input) and optional labels 'y', or leave --input out for synthetic inputs.")
     target = bare_model_target(path)
     if target is not None:
         return target, str(inputs) if inputs is not None else SYNTHETIC

@@ -6,11 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from device_runtime.base import Availability, ProgramSession
 from device_runtime.device_scripts.edge_bench import load_program
-from device_runtime.inputs import InputSignature, quantized_range
 from pipeline.core.errors import ArtifactError, RuntimeUnavailableError, UnknownNameError
 from pipeline.core.records import DelegationReport
 from pipeline.core.registry import unknown_name_message
@@ -29,21 +26,6 @@ class LiteRTSession(ProgramSession):
     @property
     def interpreter(self) -> Any:
         return self.program.interpreter
-
-    def input_details(self) -> dict[str, Any]:
-        return self.program.input
-
-    def output_details(self) -> dict[str, Any]:
-        return self.program.output
-
-    def input_signature(self) -> InputSignature:
-        """The first input's shape, element type and value range, read from the loaded program."""
-        detail = getattr(self.program, "input", None)
-        if detail is None:  # the GPU accelerator's program takes float buffers of its compiled shape
-            shape = self.program.inputs[0].get_tensor_details()["shape"]
-            return InputSignature(tuple(int(d) for d in shape), "float32")
-        value_range = quantized_range(detail["dtype"], detail["quantization"]) or (0.0, 1.0)
-        return InputSignature(tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name, value_range)
 
     def op_names(self) -> list[str]:
         """Names of the ops in the execution plan (a delegated block shows as 'DELEGATE')."""

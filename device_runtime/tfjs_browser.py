@@ -2,7 +2,9 @@
 
 A session opens one Chromium page (see `device_runtime.chromium`) served from 127.0.0.1 with the
 tfjs dist files of `tfjs_node/node_modules` and the model directory; `tfjs_browser/runner.js` loads
-the model once and runs batches passed in as base64 float32. Latencies are taken inside the page
+the model once and runs batches passed in as one base64 array per input (float32, int32 or bool, with its
+name and shape; TF.js has no int64, so integer inputs are cast to int32 and values that do not fit refused).
+Every output comes back, in the order of the model's signature names. Latencies are taken inside the page
 with `performance.now()` (cross-origin isolated, so not coarsened). Without a GPU, webgl and
 webgpu run on SwiftShader (a software GPU); `backend_info` says which device ran it.
 """
@@ -10,6 +12,7 @@ webgpu run on SwiftShader (a software GPU); `backend_info` says which device ran
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,15 +34,22 @@ from device_runtime.inputs import InputSignature
 from device_runtime.tfjs_node import (
     MODEL_JSON,
     RUNNER_DIR,
-    _input_shape,
+    GraphSignature,
+    decode_output,
+    feed_entries,
+    graph_feed,
     graph_op_report,
     graph_ops,
+    graph_signature,
+    label_accuracy,
     read_model_json,
-    tfjs_input_signature,
+    tfjs_input_signatures,
+    warmup_feed,
 )
 from pipeline.core.errors import ArtifactError, DataError, RuntimeUnavailableError, UnknownNameError
 from pipeline.core.records import DelegationReport
 from pipeline.core.registry import unknown_name_message
+from pipeline.core.tensors import single_output
 
 DELEGATES = ("cpu", "wasm", "webgl", "webgpu")
 PAGE_DIR = Path(__file__).with_name("tfjs_browser")
@@ -83,7 +93,7 @@ class TFJSBrowserSession:
 
     model_dir: Path
     backend: str
-    input_shape: tuple[int | None, ...] | None
+    signature: GraphSignature
     ops: list[str]
     browser: ChromiumPage
     threads: int | None = None
@@ -98,9 +108,9 @@ class TFJSBrowserSession:
         """The backend TF.js reports it ran on in the page."""
         return self.delegate
 
-    def input_signature(self) -> InputSignature:
-        """The first input of the model.json signature (TF.js graph models take float32 here)."""
-        return tfjs_input_signature(self.input_shape, self.model_dir)
+    def input_signatures(self) -> tuple[InputSignature, ...]:
+        """The inputs of the model.json signature, in the dtypes TF.js runs (integers as int32)."""
+        return tfjs_input_signatures(self.signature, self.model_dir)
 
     def _call(self, function: str, argument: dict[str, Any]) -> dict[str, Any]:
         reply = self.browser.call(f"args => window.edgeRunner.{function}(args)", argument)
@@ -116,53 +126,47 @@ class TFJSBrowserSession:
             raise RuntimeUnavailableError(f"{where}: {message} ({self.timeout_s:g} s); pass fewer samples or a larger "
                                           "TFJSBrowserRuntime(timeout_s=...).")
         if stage == "input":
-            raise DataError(f"{where}: {message}; pass float32 samples in the model's layout.")
+            raise DataError(f"{where}: {message}; pass one array per model input, in the model's layout.")
         raise ArtifactError(f"{where} at stage '{stage}': {message}. Re-export the model if its files are damaged.")
 
-    def _check(self, x: np.ndarray) -> None:
-        shape = self.input_shape
-        if not np.issubdtype(x.dtype, np.floating):
-            raise DataError(f"input has dtype {x.dtype}; the TF.js model expects float32 inputs.")
-        if shape is not None and (x.ndim != len(shape) or any(
-                e is not None and e != a for e, a in zip(shape[1:], x.shape[1:], strict=False))):
-            raise DataError(
-                f"input has samples of shape {list(x.shape[1:])} but the TF.js model {self.model_dir / MODEL_JSON} "
-                f"expects {[d if d is not None else -1 for d in shape]}; convert the data to the model's layout."
-            )
-
-    def _infer(self, x: np.ndarray, bench: dict[str, Any] | None) -> np.ndarray:
-        self._check(x)
-        data = base64.b64encode(np.ascontiguousarray(x, dtype="<f4").tobytes()).decode("ascii")
-        report = self._call("infer", {"input": data, "shape": list(x.shape), "bench": bench,
+    def _infer(self, feed: Any, bench: dict[str, Any] | None) -> list[np.ndarray]:
+        pairs = graph_feed(self.signature, feed, self.model_dir / MODEL_JSON)
+        inputs = [{**entry, "data": base64.b64encode(np.ascontiguousarray(x).astype(x.dtype.newbyteorder("<")).tobytes())
+                   .decode("ascii")} for entry, (_, x) in zip(feed_entries(pairs), pairs, strict=True)]
+        report = self._call("infer", {"inputs": inputs, "outputs": self.signature.outputs, "bench": bench,
                                       "timeout_ms": self.timeout_s * 1000})
-        outputs = np.frombuffer(base64.b64decode(report.pop("output")), dtype="<f4")
+        outputs = [decode_output(base64.b64decode(entry["data"]), entry) for entry in report.pop("outputs")]
         self.last_report = report
         self.delegate = report["backend"]
-        return outputs.reshape(report["output_shape"]).astype(np.float32)
+        return outputs
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Outputs for a float batch (batch-1 models run sample by sample in the page)."""
-        return self._infer(x, None)
+    def run_outputs(self, feed: Mapping[str, np.ndarray] | np.ndarray) -> list[np.ndarray]:
+        """Every output for a feed (batch-1 models run sample by sample in the page), in signature order."""
+        return self._infer(feed, None)
 
-    def benchmark(self, x: np.ndarray, labels: np.ndarray | None, protocol: Any) -> dict[str, Any]:
+    def run(self, x: Mapping[str, np.ndarray] | np.ndarray) -> np.ndarray:
+        """The output of a single-output model; DataError naming the outputs of a model with several."""
+        return single_output(self.run_outputs(x), self.signature.outputs or ())
+
+    def benchmark(self, feed: Mapping[str, np.ndarray] | np.ndarray, labels: np.ndarray | None,
+                  protocol: Any) -> dict[str, Any]:
         """Time single-batch runs in the page with the harness protocol; returns measure()-style fields."""
         from device_runtime.device_scripts.edge_bench import latency_stats
 
         bench = {"warmup": protocol.warmup_runs, "min_runs": protocol.min_runs,
                  "min_ms": protocol.min_duration_s * 1000, "max_runs": protocol.max_runs}
-        outputs = self._infer(x, bench)
+        outputs = self._infer(feed, bench)
         latencies = self.last_report["latencies_ms"]
-        accuracy = float(np.mean(outputs.argmax(-1) == labels)) if labels is not None else None
         kind = gpu_kind(self.info["backend_info"]) if self.backend in ("webgl", "webgpu") else None
         info = {**self.info["backend_info"], "cross_origin_isolated": self.info["cross_origin_isolated"],
                 "timer_resolution_ms": self.info["timer_resolution_ms"], "device_kind": kind}
         # peak_rss_bytes stays None: Chromium is ~10 processes sharing pages; browser_pss_bytes is their footprint.
         return {"load_ms": self.load_ms, "first_inference_ms": self.last_report["first_inference_ms"],
                 "runs": len(latencies), "duration_s": self.last_report["bench_wall_ms"] / 1000,
-                **latency_stats(latencies), "accuracy": accuracy, "samples": len(x), "peak_rss_bytes": None,
-                "browser_pss_bytes": browser_pss_bytes(), "js_heap_bytes": self.last_report.get("used_js_heap_bytes"),
-                "tfjs_version": self.info["tfjs_version"], "browser_version": self.browser.version,
-                "threads": info.get("threads"), "backend_info": info}
+                **latency_stats(latencies), "accuracy": label_accuracy(outputs, labels), "samples": len(outputs[0]),
+                "peak_rss_bytes": None, "browser_pss_bytes": browser_pss_bytes(),
+                "js_heap_bytes": self.last_report.get("used_js_heap_bytes"), "tfjs_version": self.info["tfjs_version"],
+                "browser_version": self.browser.version, "threads": info.get("threads"), "backend_info": info}
 
     def op_names(self) -> list[str]:
         """Unique op names of the graph (from model.json), sorted."""
@@ -210,18 +214,18 @@ class TFJSBrowserRuntime:
 
     def load(self, model_path: Path, delegate: str = "wasm", threads: int | None = None) -> TFJSBrowserSession:
         """Open Chromium on `model_path` (a `model.json`, or its directory), start the backend, load the model and
-        run one zero sample (webgl compiles its shaders there, so it is the session's first inference)."""
+        run one zero sample per input (webgl compiles its shaders there, so it is the session's first inference)."""
         availability = self.is_available(delegate)
         if not availability.ok:
             raise (UnknownNameError if delegate not in DELEGATES else RuntimeUnavailableError)(availability.reason)
         model_json = Path(model_path)
         model_json = model_json / MODEL_JSON if model_json.is_dir() else model_json
         model = read_model_json(model_json)
-        shape = _input_shape(model)
+        signature = graph_signature(model)
         server = LocalServer(page_files(), model_json.parent)
         flags = EXTRA_FLAGS.get(delegate, ())
         browser = ChromiumPage(server, "/index.html", flags, timeout_s=min(self.timeout_s, 60.0))
-        session = TFJSBrowserSession(model_json.parent, delegate, shape, graph_ops(model), browser.open(), threads,
+        session = TFJSBrowserSession(model_json.parent, delegate, signature, graph_ops(model), browser.open(), threads,
                                      self.timeout_s)
         try:
             # tfjs-backend-wasm caps its pool at hardwareConcurrency / 2, setThreadsCount included: emulate the cores.
@@ -232,8 +236,9 @@ class TFJSBrowserRuntime:
                                                     hardware_concurrency_emulated=2 * threads if emulated else None)
             session.delegate = session.info["backend"]
             session.load_ms = session._call("load", {"url": f"/model/{quote(model_json.name)}"})["load_ms"]
-            if shape is not None and all(d is not None for d in shape[1:]):
-                session.run(np.zeros((shape[0] or 1, *shape[1:]), np.float32))
+            warmup = warmup_feed(signature)
+            if warmup is not None:
+                session.run_outputs(warmup)
         except BaseException:
             session.close()
             raise

@@ -1,7 +1,10 @@
 """TF.js runtime: graph models run in Node.js (`@tensorflow/tfjs`) on the cpu or wasm backend.
 
-Each `run` starts `node tfjs_node/run_graph_model.js` on a temporary raw float32 file; the runner
-answers with one JSON line (backend in use, ops, timings) and writes the outputs beside it.
+Each `run` starts `node tfjs_node/run_graph_model.js` on a temporary feed: one raw file per input (float32,
+int32 or bool; TF.js has no int64, so integer inputs are cast to int32 and values that do not fit refused)
+and a `feed.json` naming each input's name, dtype and shape. The runner answers with one JSON line (backend
+in use, outputs, ops, timings) and writes each output beside it. Outputs come in the order of the model's
+signature names (output_0, output_1, ...), as for TFLite.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +21,12 @@ from typing import Any
 import numpy as np
 
 from device_runtime.base import Availability
+from device_runtime.device_scripts.edge_bench import FeedMismatch, TensorInfo, feed_items, natural_key, prepare_feed
 from device_runtime.inputs import InputSignature
 from pipeline.core.errors import ArtifactError, DataError, RuntimeUnavailableError, UnknownNameError
 from pipeline.core.records import DelegationReport
 from pipeline.core.registry import unknown_name_message
+from pipeline.core.tensors import single_output
 
 DELEGATES = ("cpu", "wasm")
 RUNNER_DIR = Path(__file__).with_name("tfjs_node")
@@ -50,21 +56,86 @@ def read_model_json(model_json: Path) -> dict[str, Any]:
     return model
 
 
-def _input_shape(model: dict[str, Any]) -> tuple[int | None, ...] | None:
-    """The first signature input's shape (None for unknown dims), or None if the model has no signature."""
-    inputs = (model.get("signature") or {}).get("inputs") or {}
-    if not inputs:
+# TensorFlow dtypes in a model.json signature -> the dtype TF.js runs them in (it has no int64 or float16)
+TFJS_DTYPES = {"DT_FLOAT": "float32", "DT_HALF": "float32", "DT_DOUBLE": "float32", "DT_BOOL": "bool"}
+# raw encoding of each TF.js dtype in the runner's files
+RAW = {"float32": "<f4", "int32": "<i4", "bool": "u1"}
+
+
+@dataclass(frozen=True)
+class GraphSignature:
+    """A graph model's inputs (None when its model.json has no signature) and output names, in the order they run."""
+
+    inputs: tuple[InputSignature, ...] | None
+    outputs: tuple[str, ...] | None
+
+
+def graph_signature(model: dict[str, Any]) -> GraphSignature:
+    """The model.json signature: inputs in the model's order, in the dtypes TF.js runs (integers as int32), and
+    outputs sorted by name (output_0, output_1, ...; the converter stores them in another order)."""
+    signature = model.get("signature") or {}
+    inputs = []
+    for name, entry in (signature.get("inputs") or {}).items():
+        dims = entry.get("tensorShape", {}).get("dim", [])
+        shape = tuple(None if int(d.get("size", -1)) < 0 else int(d["size"]) for d in dims)
+        dtype = TFJS_DTYPES.get(entry.get("dtype", "DT_FLOAT"), "int32")
+        inputs.append(InputSignature(name, shape, dtype))
+    outputs = sorted(signature.get("outputs") or {}, key=natural_key)
+    return GraphSignature(tuple(inputs) or None, tuple(outputs) or None)
+
+
+def graph_feed(signature: GraphSignature, feed: Any, model_json: Path) -> list[tuple[str | None, np.ndarray]]:
+    """The feed as (model input name, array in the dtype TF.js takes) pairs in the model's input order: matched
+    by name where the names agree, else by position; DataError naming the input that does not fit."""
+    if signature.inputs is None:  # no signature: positional, each array in the nearest TF.js dtype
+        items = feed_items(feed)
+        tensors = [TensorInfo(None, (None,) * np.ndim(x), tfjs_dtype(np.asarray(x))) for _, x in items]
+    else:
+        tensors = [TensorInfo(s.name, s.shape, s.dtype) for s in signature.inputs]
+    try:
+        arrays = prepare_feed(tensors, feed)
+    except FeedMismatch as exc:
+        expected = "; ".join(f"{t.name}: {[-1 if d is None else d for d in t.shape]} {t.dtype}" for t in tensors)
+        raise DataError(f"{exc}; the TF.js model {model_json} takes {expected} (TF.js runs integer inputs as "
+                        "int32).") from None
+    return [(t.name, array) for t, array in zip(tensors, arrays, strict=True)]
+
+
+def tfjs_dtype(x: np.ndarray) -> str:
+    return {"b": "bool", "i": "int32", "u": "int32"}.get(x.dtype.kind, "float32")
+
+
+def feed_entries(pairs: list[tuple[str | None, np.ndarray]]) -> list[dict[str, Any]]:
+    """Each input's name, dtype and shape, as the runners take them."""
+    return [{"name": name, "dtype": tfjs_dtype(x), "shape": list(x.shape)} for name, x in pairs]
+
+
+def decode_output(raw: bytes, entry: dict[str, Any]) -> np.ndarray:
+    """One output the runner wrote (raw bytes of its dtype) as an array: float32, int32 or bool."""
+    values = np.frombuffer(raw, dtype=RAW.get(entry["dtype"], "<f4")).reshape(entry["shape"])
+    return values.astype({"int32": np.int32, "bool": bool}.get(entry["dtype"], np.float32))
+
+
+def tfjs_input_signatures(signature: GraphSignature, model_dir: Path) -> tuple[InputSignature, ...]:
+    """A graph model's input signatures; DataError when its model.json has none."""
+    if signature.inputs is None:
+        raise DataError(f"{model_dir / MODEL_JSON} has no input signature, so its inputs are unknown; "
+                        "pass --input FILE.npz with real samples (one array per input name).")
+    return signature.inputs
+
+
+def label_accuracy(outputs: list[np.ndarray], labels: np.ndarray | None) -> float | None:
+    """Top-1 agreement with the labels for a single-output model; None without labels or with several outputs."""
+    if labels is None or len(outputs) != 1:
         return None
-    dims = next(iter(inputs.values())).get("tensorShape", {}).get("dim", [])
-    return tuple(None if int(d.get("size", -1)) < 0 else int(d["size"]) for d in dims)
+    return float(np.mean(outputs[0].argmax(-1) == labels))
 
 
-def tfjs_input_signature(shape: tuple[int | None, ...] | None, model_dir: Path) -> InputSignature:
-    """A graph model's input signature; DataError when its model.json has none."""
-    if shape is None:
-        raise DataError(f"{model_dir / MODEL_JSON} has no input signature, so its input shape is unknown; "
-                        "pass --input FILE.npz with real samples.")
-    return InputSignature(shape, "float32")
+def warmup_feed(signature: GraphSignature) -> dict[str, np.ndarray] | None:
+    """One zero sample per input, or None when a dimension is open (nothing to warm up with)."""
+    if signature.inputs is None or any(d is None for s in signature.inputs for d in s.shape[1:]):
+        return None
+    return {s.name: np.zeros((s.shape[0] or 1, *s.shape[1:]), s.dtype) for s in signature.inputs}
 
 
 def graph_ops(model: dict[str, Any]) -> list[str]:
@@ -87,7 +158,7 @@ class TFJSNodeSession:
 
     model_dir: Path
     backend: str
-    input_shape: tuple[int | None, ...] | None
+    signature: GraphSignature
     ops: list[str]
     threads: int | None = None
     timeout_s: float = TIMEOUT_S
@@ -99,76 +170,72 @@ class TFJSNodeSession:
         """The backend TF.js reports it ran on (set by each run)."""
         return self.delegate
 
-    def input_signature(self) -> InputSignature:
-        """The first input of the model.json signature (TF.js graph models take float32 here)."""
-        return tfjs_input_signature(self.input_shape, self.model_dir)
+    def input_signatures(self) -> tuple[InputSignature, ...]:
+        """The inputs of the model.json signature, in the dtypes TF.js runs (integers as int32)."""
+        return tfjs_input_signatures(self.signature, self.model_dir)
 
-    def _check(self, x: np.ndarray) -> None:
-        shape = self.input_shape
-        if shape is None:
-            return
-        if x.ndim != len(shape) or any(e is not None and e != a for e, a in zip(shape[1:], x.shape[1:], strict=False)):
-            raise DataError(
-                f"input has samples of shape {list(x.shape[1:])} but the TF.js model {self.model_dir / MODEL_JSON} "
-                f"expects {[d if d is not None else -1 for d in shape]}; convert the data to the model's layout."
-            )
-        if not np.issubdtype(x.dtype, np.floating):
-            raise DataError(f"input has dtype {x.dtype}; the TF.js model expects float32 inputs.")
-
-    def _command(self, input_file: Path, output_file: Path, shape: tuple[int, ...]) -> list[str]:
-        command = [
-            "node", str(RUNNER), "--model", str(self.model_dir), "--backend", self.backend,
-            "--input", str(input_file), "--shape", ",".join(map(str, shape)), "--output", str(output_file),
-        ]
+    def _command(self, feed_file: Path) -> list[str]:
+        command = ["node", str(RUNNER), "--model", str(self.model_dir), "--backend", self.backend,
+                   "--feed", str(feed_file), "--out-dir", str(feed_file.parent)]
         return [*command, "--threads", str(self.threads)] if self.threads else command
 
     def _fail(self, message: str, stage: str) -> Exception:
         where = f"TF.js ({self.backend} backend) failed on {self.model_dir / MODEL_JSON}"
         if stage == "backend":
             return RuntimeUnavailableError(f"{where}: {message}. Reinstall the runner with `make setup`.")
+        if stage == "input":
+            return DataError(f"{where}: {message}; pass one array per model input.")
         return ArtifactError(f"{where} at stage '{stage}': {message}. Re-export the model if its files are damaged.")
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Outputs for a float batch (one Node process; batch-1 models run sample by sample)."""
-        return self._invoke(x, [])
+    def run_outputs(self, feed: Mapping[str, np.ndarray] | np.ndarray) -> list[np.ndarray]:
+        """Every output for a feed (one Node process; batch-1 models run sample by sample), in signature order."""
+        return self._invoke(feed, [])
 
-    def benchmark(self, x: np.ndarray, labels: np.ndarray | None, protocol: Any) -> dict[str, Any]:
+    def run(self, x: Mapping[str, np.ndarray] | np.ndarray) -> np.ndarray:
+        """The output of a single-output model; DataError naming the outputs of a model with several."""
+        return single_output(self.run_outputs(x), self.signature.outputs or ())
+
+    def benchmark(self, feed: Mapping[str, np.ndarray] | np.ndarray, labels: np.ndarray | None,
+                  protocol: Any) -> dict[str, Any]:
         """Time single-batch runs inside one Node process with the harness protocol; returns measure()-style fields."""
         from device_runtime.device_scripts.edge_bench import latency_stats
 
         flags = ["--bench-warmup", str(protocol.warmup_runs), "--bench-min-runs", str(protocol.min_runs),
                  "--bench-min-ms", str(protocol.min_duration_s * 1000), "--bench-max-runs", str(protocol.max_runs)]
-        outputs = self._invoke(x, flags)
+        outputs = self._invoke(feed, flags)
         report = self.last_report
         latencies = report["latencies_ms"]
-        accuracy = float(np.mean(outputs.argmax(-1) == labels)) if labels is not None else None
         return {"load_ms": report["timings_ms"]["load"], "first_inference_ms": report["timings_ms"]["first_inference"],
                 "runs": len(latencies), "duration_s": sum(latencies) / 1000, **latency_stats(latencies),
-                "accuracy": accuracy, "samples": len(x), "peak_rss_bytes": report["peak_rss_bytes"],
-                "tfjs_version": report["tfjs_version"], "node_version": report["node_version"]}
+                "accuracy": label_accuracy(outputs, labels), "samples": len(outputs[0]),
+                "peak_rss_bytes": report["peak_rss_bytes"], "tfjs_version": report["tfjs_version"],
+                "node_version": report["node_version"]}
 
-    def _invoke(self, x: np.ndarray, extra: list[str]) -> np.ndarray:
-        x = np.ascontiguousarray(x)
-        self._check(x)
+    def _invoke(self, feed: Any, extra: list[str]) -> list[np.ndarray]:
+        pairs = graph_feed(self.signature, feed, self.model_dir / MODEL_JSON)
         with tempfile.TemporaryDirectory(prefix="tfjs-run-") as scratch:
-            input_file, output_file = Path(scratch) / "input.f32", Path(scratch) / "output.f32"
-            x.astype("<f4").tofile(input_file)
+            entries = feed_entries(pairs)
+            for i, (entry, (_, x)) in enumerate(zip(entries, pairs, strict=True)):
+                entry["file"] = f"input_{i}.bin"
+                np.ascontiguousarray(x, dtype=RAW[entry["dtype"]]).tofile(Path(scratch) / entry["file"])
+            feed_file = Path(scratch) / "feed.json"
+            feed_file.write_text(json.dumps({"inputs": entries, "outputs": self.signature.outputs}))
             try:
-                done = subprocess.run([*self._command(input_file, output_file, x.shape), *extra], capture_output=True,
-                                      text=True, timeout=self.timeout_s, check=False)
+                done = subprocess.run([*self._command(feed_file), *extra], capture_output=True, text=True,
+                                      timeout=self.timeout_s, check=False)
             except subprocess.TimeoutExpired:
                 raise RuntimeUnavailableError(
-                    f"The TF.js runner ({self.backend} backend) did not finish {len(x)} samples of "
+                    f"The TF.js runner ({self.backend} backend) did not finish {len(pairs[0][1])} samples of "
                     f"{self.model_dir / MODEL_JSON} within {self.timeout_s:g} s; pass fewer samples per run "
                     "or a larger TFJSNodeRuntime(timeout_s=...)."
                 ) from None
             except FileNotFoundError:
                 raise RuntimeUnavailableError(NODE_MISSING) from None
             report = self._report(done)
-            outputs = np.fromfile(output_file, dtype="<f4")
+            outputs = [decode_output((Path(scratch) / entry["file"]).read_bytes(), entry) for entry in report["outputs"]]
         self.last_report = report
         self.delegate = report["backend"]
-        return outputs.reshape(report["output_shape"]).astype(np.float32)
+        return outputs
 
     def _report(self, done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -228,8 +295,9 @@ class TFJSNodeRuntime:
         model_json = Path(model_path)
         model_json = model_json / MODEL_JSON if model_json.is_dir() else model_json
         model = read_model_json(model_json)
-        shape = _input_shape(model)
-        session = TFJSNodeSession(model_json.parent, delegate, shape, graph_ops(model), threads, self.timeout_s)
-        if shape is not None and all(d is not None for d in shape[1:]):
-            session.run(np.zeros((shape[0] or 1, *shape[1:]), np.float32))
+        signature = graph_signature(model)
+        session = TFJSNodeSession(model_json.parent, delegate, signature, graph_ops(model), threads, self.timeout_s)
+        warmup = warmup_feed(signature)
+        if warmup is not None:
+            session.run_outputs(warmup)
         return session

@@ -1,9 +1,9 @@
 """The isolated benchmark worker: `python -m device_runtime.worker` reads one JSON request on stdin.
 
 It loads the model in its runtime, times it with the protocol of `device_runtime.device_scripts.edge_bench`
-on the artifact's evaluation samples (or a user's .npz, or synthetic inputs), and prints one JSON result line
-on stdout. Its stderr (the frameworks' chatter included) goes where the harness points it: a log file.
-A crash, hang or memory kill here never reaches the parent's results store.
+on the artifact's evaluation samples (or a user's .npz, or synthetic inputs; one array per model input), and
+prints one JSON result line on stdout. Its stderr (the frameworks' chatter included) goes where the harness
+points it: a log file. A crash, hang or memory kill here never reaches the parent's results store.
 """
 
 from __future__ import annotations
@@ -17,38 +17,44 @@ from pathlib import Path
 from typing import Any
 
 
-def _model_and_inputs(request: dict[str, Any]) -> tuple[Path, str]:
-    """The model file and what to run it on: 'synthetic' or an .npz path (an artifact's own eval.npz by default)."""
+def _model_and_inputs(request: dict[str, Any]) -> tuple[Path, str, list[str]]:
+    """The model file, what to run it on ('synthetic' or an .npz path; an artifact's own eval.npz by default) and
+    the source model's input names in order (from the manifest; empty for a bare model file)."""
     from device_runtime.inputs import SYNTHETIC
     from pipeline.core.errors import DataError
     from pipeline.core.manifest import read_manifest
 
     if request.get("model_file"):
-        return Path(request["model_file"]), request.get("inputs") or SYNTHETIC
+        return Path(request["model_file"]), request.get("inputs") or SYNTHETIC, []
     artifact_dir = Path(request["artifact_dir"])
     manifest = read_manifest(artifact_dir)
     entry = manifest.get("eval_data")
     if not entry:
         raise DataError(f"{artifact_dir} has no eval.npz (exported without evaluation data); re-export with --eval-data.")
-    return artifact_dir / manifest["model_file"], str(artifact_dir / entry["file"])
+    names = [spec.get("name") for spec in manifest.get("input_signature") or [] if isinstance(spec, dict)]
+    return artifact_dir / manifest["model_file"], str(artifact_dir / entry["file"]), names
 
 
-def _samples(session: Any, inputs: str, model_file: Path) -> tuple[Any, Any, dict[str, Any]]:
-    """(samples, labels or None, what the result records about them)."""
-    from device_runtime.inputs import SYNTHETIC, check_inputs, load_inputs, synthetic_inputs
+def _samples(session: Any, inputs: str, model_file: Path, order: list[str]) -> tuple[Any, Any, dict[str, Any]]:
+    """(feed, labels or None, what the result records about them). The feed of an .npz is ordered like the
+    source model's inputs where `order` names them all (an artifact without input names matches by position)."""
+    from device_runtime.inputs import SYNTHETIC, check_inputs, describe_synthetic, load_inputs, synthetic_inputs
     from pipeline.core.errors import DataError
 
     if inputs == SYNTHETIC:
-        signature = session.input_signature()
-        return synthetic_inputs(signature, model_file), None, {"inputs": SYNTHETIC, "input_signature": signature.to_json()}
-    x, labels = load_inputs(Path(inputs))
+        signatures = session.input_signatures()
+        return (synthetic_inputs(signatures, model_file), None,
+                {"inputs": SYNTHETIC, "input_signature": describe_synthetic(signatures)})
+    feed, labels = load_inputs(Path(inputs))
+    if order and set(order) == set(feed):
+        feed = {name: feed[name] for name in order}
     try:
-        signature = session.input_signature()
-    except DataError:  # a TF.js model without a signature: the runner checks the shape itself
-        signature = None
-    if signature is not None:
-        check_inputs(x, signature, Path(inputs).name, model_file)
-    return x, labels, {"inputs": Path(inputs).name}
+        signatures = session.input_signatures()
+    except DataError:  # a TF.js model without a signature: the runner checks the shapes itself
+        signatures = None
+    if signatures is not None:
+        check_inputs(feed, signatures, Path(inputs).name, model_file)
+    return feed, labels, {"inputs": Path(inputs).name}
 
 
 READY_FD_ENV = "EDGE_BENCH_READY_FD"
@@ -74,7 +80,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
     from device_runtime.device_scripts.edge_bench import Protocol
     from pipeline.core.errors import ArtifactError, RuntimeUnavailableError
 
-    model_file, inputs = _model_and_inputs(request)
+    model_file, inputs, order = _model_and_inputs(request)
     runtime = RUNTIMES.get(request["runtime"])
     availability = runtime.is_available(request["delegate"])
     if not availability.ok:
@@ -84,8 +90,8 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
     signal_ready()
     session = runtime.load(model_file, request["delegate"], request.get("threads"))
     try:
-        samples, labels, described = _samples(session, inputs, model_file)
-        result = session.benchmark(samples, labels, Protocol(**request["protocol"]))
+        feed, labels, described = _samples(session, inputs, model_file, order)
+        result = session.benchmark(feed, labels, Protocol(**request["protocol"]))
         used = session.delegate_used
     except (ValueError, RuntimeError) as exc:
         raise ArtifactError(

@@ -109,7 +109,8 @@ def print_measurements(measurements: list[Measurement], as_json: bool) -> int:
             if m.error:
                 print(f"{Path(m.artifact_dir).name}: {m.status}: {m.error}")
         if any(m.context.get("inputs") == SYNTHETIC for m in measurements):
-            print("inputs: synthetic = seeded random values in the model's input signature (no labels, so no accuracy)")
+            print("inputs: synthetic = seeded random values for each input of the model's signature: floats in its value "
+                  "range, masks all ones, integer inputs in [0, 100) (real token ids unknown); no labels, so no accuracy")
     return 0 if all(m.status == "ok" for m in measurements) else 1
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from device_runtime.chromium import ISOLATION_HEADERS, IsolatedHandler
 from device_runtime.device_scripts.edge_bench import PROTOCOL_VERSION, Protocol, latency_stats
 from device_runtime.tfjs_browser import PAGE_DIR, gpu_kind, page_files
+from device_runtime.tfjs_node import RAW, feed_entries, graph_feed, graph_signature, read_model_json
 from pipeline.core.errors import ArtifactError, ConfigError, DataError
 from pipeline.core.files import sha256_file
 from pipeline.core.manifest import MANIFEST_FILE, read_manifest
@@ -36,22 +37,38 @@ MAX_RUNS = 100_000
 DEVICE_NAME_CHARS = 64
 HEADERS = {**ISOLATION_HEADERS, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 TYPES = {".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json", ".html": "text/html",
-         ".bin": "application/octet-stream", ".f32": "application/octet-stream"}
+         ".bin": "application/octet-stream"}
+
+
+@dataclass(frozen=True)
+class ServedInput:
+    """One input of the real samples, as the page fetches it: name, TF.js dtype, shape and raw little-endian bytes."""
+
+    name: str | None
+    dtype: str
+    shape: tuple[int, ...]
+    data: bytes
 
 
 @dataclass(frozen=True)
 class ServedArtifact:
-    """One TF.js artifact the page may load: its files, real inputs (float32) and labels."""
+    """One TF.js artifact the page may load: its files, real inputs (one per model input) and labels."""
 
     path: Path
     manifest: dict[str, Any]
     manifest_sha256: str
-    inputs: bytes
-    shape: tuple[int, ...]
+    inputs: tuple[ServedInput, ...]
+    outputs: tuple[str, ...] | None
     labels: np.ndarray | None
+
+    @property
+    def samples(self) -> int:
+        return self.inputs[0].shape[0]
 
     @classmethod
     def open(cls, path: Path) -> ServedArtifact:
+        from device_runtime.device_scripts.edge_bench import read_feed
+
         manifest = read_manifest(path)
         if manifest.get("target") != "tfjs":
             raise ConfigError(f"{path} is a {manifest.get('target')} artifact; serve-bench serves TF.js artifacts "
@@ -60,10 +77,17 @@ class ServedArtifact:
         if not entry or not (path / entry["file"]).is_file():
             raise DataError(f"{path} has no eval.npz, so a browser has no real input to time it on; re-export it "
                             "with evaluation data.")
-        with np.load(path / entry["file"], allow_pickle=False) as data:
-            x = np.ascontiguousarray(data["x"], dtype="<f4")
-            labels = data["y"] if "y" in data.files else None
-        return cls(path, manifest, sha256_file(path / MANIFEST_FILE), x.tobytes(), tuple(x.shape), labels)
+        model_json = path / manifest["model_file"]
+        signature = graph_signature(read_model_json(model_json))
+        order = [spec.get("name") for spec in manifest.get("input_signature") or [] if isinstance(spec, dict)]
+        try:
+            feed, labels = read_feed(path / entry["file"], order)
+        except ValueError as exc:
+            raise DataError(f"{exc}.") from None
+        pairs = graph_feed(signature, feed, model_json)
+        inputs = tuple(ServedInput(e["name"], e["dtype"], tuple(e["shape"]), x.astype(RAW[e["dtype"]]).tobytes())
+                       for e, (_, x) in zip(feed_entries(pairs), pairs, strict=True))
+        return cls(path, manifest, sha256_file(path / MANIFEST_FILE), inputs, signature.outputs, labels)
 
     def file(self, name: str) -> Path | None:
         """A file of the artifact by name, only if its manifest lists it."""
@@ -90,7 +114,7 @@ def check_result(body: dict[str, Any], artifacts: list[ServedArtifact]) -> list[
     if not isinstance(latencies, list) or not 1 <= len(latencies) <= MAX_RUNS or not all(_finite(v) for v in latencies):
         problems.append(f"latencies_ms must be a list of 1 to {MAX_RUNS} non-negative numbers")
     predictions = body.get("predictions")
-    samples = artifacts[index].shape[0]
+    samples = artifacts[index].samples
     if predictions is not None and (not isinstance(predictions, list) or len(predictions) != samples
                                     or not all(isinstance(p, int) and not isinstance(p, bool) for p in predictions)):
         problems.append(f"predictions must be {samples} integers (one per evaluation sample)")
@@ -112,7 +136,7 @@ def measurement_from(body: dict[str, Any], artifact: ServedArtifact, protocol: P
     latencies = [float(v) for v in body["latencies_ms"]]
     result = {"load_ms": body["load_ms"], "first_inference_ms": body["first_inference_ms"], "runs": len(latencies),
               "inferences": len(latencies), "duration_s": body["bench_wall_ms"] / 1000, **latency_stats(latencies),
-              "accuracy": accuracy, "samples": artifact.shape[0], "protocol": asdict(protocol),
+              "accuracy": accuracy, "samples": artifact.samples, "protocol": asdict(protocol),
               "protocol_version": PROTOCOL_VERSION, "tfjs_version": str(info.get("tfjs_version", ""))}
     backend_info = info.get("backend_info") if isinstance(info.get("backend_info"), dict) else {}
     context = {"source": "serve-bench", "user_agent": str(info.get("user_agent", ""))[:400],
@@ -129,10 +153,13 @@ def measurement_from(body: dict[str, Any], artifact: ServedArtifact, protocol: P
 
 
 def plan(artifacts: list[ServedArtifact], protocol: Protocol, backends: tuple[str, ...]) -> dict[str, Any]:
-    """What the page runs: each artifact's model URL and input shape, the backends and the protocol."""
+    """What the page runs: each artifact's model URL, inputs (name, dtype, shape, URL) and outputs, the backends
+    and the protocol."""
     return {"artifacts": [{"name": f"{a.manifest['source'].get('path', a.path.name)} ({a.path.name})",
-                           "model": f"model/{i}/{a.manifest['model_file']}", "input": f"input/{i}.f32",
-                           "shape": list(a.shape)} for i, a in enumerate(artifacts)],
+                           "model": f"model/{i}/{a.manifest['model_file']}", "samples": a.samples,
+                           "inputs": [{"name": x.name, "dtype": x.dtype, "shape": list(x.shape),
+                                       "url": f"input/{i}/{j}.bin"} for j, x in enumerate(a.inputs)],
+                           "outputs": list(a.outputs) if a.outputs else None} for i, a in enumerate(artifacts)],
             "backends": list(backends), "protocol": asdict(protocol)}
 
 
@@ -169,10 +196,11 @@ class BenchServer:
         """The body and content type served at `path` (below the token), or None."""
         if path == "plan.json":
             return self.plan, TYPES[".json"]
-        if path.startswith("input/") and path.endswith(".f32"):
-            index = path[len("input/"):-len(".f32")]
-            if index.isdigit() and int(index) < len(self.artifacts):
-                return self.artifacts[int(index)].inputs, TYPES[".f32"]
+        if path.startswith("input/") and path.endswith(".bin"):
+            index, _, position = path[len("input/"):-len(".bin")].partition("/")
+            if index.isdigit() and int(index) < len(self.artifacts) and position.isdigit():
+                inputs = self.artifacts[int(index)].inputs
+                return (inputs[int(position)].data, TYPES[".bin"]) if int(position) < len(inputs) else None
             return None
         if path.startswith("model/"):
             index, _, name = path[len("model/"):].partition("/")

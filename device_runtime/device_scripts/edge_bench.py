@@ -7,8 +7,9 @@ Copy this one file (plus the artifact directory) to a Raspberry Pi or any Linux 
     python3 edge_bench.py ARTIFACT_DIR --threads 4 --device-name rpi4 --out result.json
 
 and load the result on the workstation with `pipeline import-results result.json`. Inputs are the
-artifact's own evaluation samples (`eval.npz`, written by `pipeline export`), never zeros. Only the standard library
-and numpy are required besides the runtime; the pipeline imports the protocol from this file.
+artifact's own evaluation samples (`eval.npz`, written by `pipeline export`: one array per input name, labels `y`),
+never zeros. A model may have several inputs (float, integer or boolean) and outputs. Only the standard library
+and numpy are required besides the runtime; the pipeline runs every .tflite and .pte through this file's programs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import statistics
 import sys
@@ -111,32 +113,141 @@ def time_runs(run: Callable[[int], object], samples: int, protocol: Protocol) ->
             "duration_s": clock() - started, **latency_stats(latencies)}
 
 
-def quantize_input(x, detail):
-    """Float -> a tensor's integer type with its scale/zero point (a cast for float tensors)."""
+class FeedMismatch(ValueError):
+    """A feed that does not fit the artifact's inputs (count, shape or values); the message names the input."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One input or output of a loaded program: its name (None where the artifact keeps none), shape (None for
+    an open dimension), element type, a quantized tensor's scale and zero point (scale 0: not quantized), and
+    the runtime's handle for it (a TFLite tensor index, a position otherwise)."""
+
+    name: str | None
+    shape: tuple[int | None, ...]
+    dtype: str
+    scale: float = 0.0
+    zero_point: int = 0
+    index: int = 0
+
+    @property
+    def quantized(self) -> bool:
+        return bool(self.scale) and not self.dtype.startswith(("float", "bool"))
+
+    def to_json(self) -> dict:
+        data = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        return {**data, "scale": self.scale, "zero_point": self.zero_point} if self.quantized else data
+
+
+def tensor_name(name: str) -> str:
+    """A TFLite tensor's name without the converter's `serving_default_` prefix and `:0` suffix."""
+    name = name.removeprefix("serving_default_")
+    base, colon, suffix = name.rpartition(":")
+    return base if colon and suffix.isdigit() else name
+
+
+def natural_key(name: str) -> list:
+    """Sort key putting output_2 before output_10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def feed_items(feed) -> list:
+    """A feed as (name or None, array) pairs: a mapping keeps its names, a list or tuple is positional, and a
+    bare array is the single input."""
+    if hasattr(feed, "keys"):
+        return [(name, feed[name]) for name in feed]
+    if isinstance(feed, (list, tuple)):
+        return [(None, array) for array in feed]
+    return [(None, feed)]
+
+
+def match_inputs(names: list, feed) -> list:
+    """The feed's (name, array) pairs in the artifact's input order: matched by name where the names agree,
+    the rest by position. Raises FeedMismatch when the counts differ."""
+    items = feed_items(feed)
+    if len(items) != len(names):
+        given = ", ".join(str(name) for name, _ in items if name is not None) or f"{len(items)} unnamed"
+        wanted = ", ".join(str(name) for name in names if name is not None) or f"{len(names)} unnamed"
+        raise FeedMismatch(f"the feed has {len(items)} input(s) ({given}) but the model takes {len(names)} ({wanted})")
+    given = [name for name, _ in items]
+    slots = [given.index(name) if name is not None and name in given else None for name in names]
+    rest = iter(i for i in range(len(items)) if i not in slots)
+    return [items[slot if slot is not None else next(rest)] for slot in slots]
+
+
+def to_tensor(x, tensor: TensorInfo, label: str):
+    """`x` as a batch for `tensor`: float inputs cast (quantized for an integer tensor with a scale), integer and
+    boolean inputs cast to the tensor's type with their values kept. FeedMismatch (naming `label`) for a shape
+    that differs, floats for an unquantized integer tensor, or values the tensor's type cannot hold."""
     import numpy as np
 
-    dtype = detail["dtype"]
-    if np.issubdtype(dtype, np.floating):
+    x = np.asarray(x)
+    dtype = np.dtype(tensor.dtype)
+    expected = tensor.shape[1:]
+    if x.ndim != len(tensor.shape) or any(e is not None and e != a for e, a in zip(expected, x.shape[1:], strict=False)):
+        shown = [-1 if d is None else d for d in expected]
+        raise FeedMismatch(f"input '{label}' has samples of shape {list(x.shape[1:])} but the model takes {shown}")
+    if x.dtype.kind not in "fiub":
+        raise FeedMismatch(f"input '{label}' has dtype {x.dtype}; the model takes {dtype.name}")
+    if dtype.kind == "f":
         return np.ascontiguousarray(x, dtype=dtype)
-    scale, zero_point = detail["quantization"]
+    if x.dtype.kind == "f":
+        if not tensor.quantized:
+            raise FeedMismatch(f"input '{label}' holds floats but the model takes {dtype.name} values (token ids, "
+                               "masks, indices); pass integers")
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / tensor.scale + tensor.zero_point), info.min, info.max).astype(dtype)
+    if dtype.kind == "b":
+        if x.dtype.kind != "b" and x.size and not np.isin(x, (0, 1)).all():
+            raise FeedMismatch(f"input '{label}' holds values other than 0 and 1 but the model takes bool")
+        return np.ascontiguousarray(x, dtype=bool)
     info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+    if x.size and x.dtype.kind != "b" and (x.min() < info.min or x.max() > info.max):
+        raise FeedMismatch(f"input '{label}' holds values in [{x.min()}, {x.max()}], outside the range of "
+                           f"{dtype.name} [{info.min}, {info.max}] that the model takes")
+    return np.ascontiguousarray(x, dtype=dtype)
 
 
-def dequantize_output(y, detail):
-    """A tensor's integer values -> float32 with its scale/zero point (a cast for float tensors)."""
+def from_tensor(y, tensor: TensorInfo):
+    """An output as float32 (dequantized where the tensor is quantized); integer and boolean outputs keep their values."""
     import numpy as np
 
-    if np.issubdtype(detail["dtype"], np.floating):
-        return y.astype(np.float32)
+    if tensor.quantized:
+        return ((y.astype(np.float32) - tensor.zero_point) * tensor.scale).astype(np.float32)
+    return y.astype(np.float32) if y.dtype.kind == "f" else y.copy()
+
+
+def prepare_feed(inputs: list, feed) -> list:
+    """The feed's arrays in `inputs`' order, each cast (or quantized) for its tensor; FeedMismatch otherwise."""
+    pairs = match_inputs([tensor.name for tensor in inputs], feed)
+    return [to_tensor(array, tensor, name or tensor.name or f"#{i}")
+            for i, ((name, array), tensor) in enumerate(zip(pairs, inputs, strict=True))]
+
+
+def tflite_tensor(detail: dict, name: str | None) -> TensorInfo:
     scale, zero_point = detail["quantization"]
-    return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
+    return TensorInfo(name or tensor_name(detail["name"]), tuple(int(d) for d in detail["shape"]),
+                      detail["dtype"].__name__ if isinstance(detail["dtype"], type) else str(detail["dtype"]),
+                      float(scale), int(zero_point), int(detail["index"]))
+
+
+def tflite_signature(interpreter) -> dict:
+    """The `serving_default` (else the only) signature's inputs and outputs as name -> tensor index, or {}."""
+    try:
+        signatures = interpreter._get_full_signature_list()
+    except (AttributeError, RuntimeError, ValueError):
+        return {}
+    if len(signatures) != 1 and "serving_default" not in signatures:
+        return {}
+    return signatures.get("serving_default") or next(iter(signatures.values()))
 
 
 class TFLiteProgram:
     """A `.tflite` model in LiteRT's interpreter: `xnnpack` (the default delegate) or `cpu` (reference kernels).
 
-    `delegate_used` is read from the interpreter's execution plan after loading, never from the request.
+    Inputs come in the model's order, named by its signature; outputs in the order of their signature names
+    (output_0, output_1, ...; TensorFlow's converter stores them in another order). `delegate_used` is read
+    from the interpreter's execution plan after loading, never from the request.
     """
 
     def __init__(self, path: Path, threads: int | None, delegate: str) -> None:
@@ -152,22 +263,32 @@ class TFLiteProgram:
         resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if delegate == "cpu" else OpResolverType.AUTO
         self.interpreter = Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
         self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        self.batch = int(self.input["shape"][0])
+        signature = tflite_signature(self.interpreter)
+        input_names = {index: name for name, index in signature.get("inputs", {}).items()}
+        self.inputs = [tflite_tensor(d, input_names.get(d["index"])) for d in self.interpreter.get_input_details()]
+        outputs = signature.get("outputs", {})
+        output_details = {d["index"]: d for d in self.interpreter.get_output_details()}
+        if sorted(outputs.values()) == sorted(output_details):
+            self.outputs = [tflite_tensor(output_details[outputs[name]], name) for name in sorted(outputs, key=natural_key)]
+        else:
+            self.outputs = [tflite_tensor(d, None) for d in output_details.values()]
+        self.batch = int(self.inputs[0].shape[0]) if self.inputs else 1
         self.ops = self.interpreter._get_ops_details()
         self.delegate_used = "xnnpack" if any(op["op_name"] == "DELEGATE" for op in self.ops) else "cpu"
 
-    def prepare(self, x):
-        """A batch at the model's batch size, in the input tensor's type."""
-        return quantize_input(x, self.input)
+    def prepare(self, feed):
+        """A feed at the model's batch size (dict name -> batch, list in input order, or one array) for `invoke`:
+        (tensor index, array) pairs, so a timed call does nothing but set them and run."""
+        return [(t.index, array) for t, array in zip(self.inputs, prepare_feed(self.inputs, feed), strict=True)]
 
     def invoke(self, prepared) -> None:
-        self.interpreter.set_tensor(self.input["index"], prepared)
+        for index, array in prepared:
+            self.interpreter.set_tensor(index, array)
         self.interpreter.invoke()
 
-    def result(self):
-        return dequantize_output(self.interpreter.get_tensor(self.output["index"]), self.output)
+    def result(self) -> list:
+        """Every output of the last `invoke`, in the model's output order."""
+        return [from_tensor(self.interpreter.get_tensor(t.index), t) for t in self.outputs]
 
     def close(self) -> None:
         self.interpreter = None
@@ -179,32 +300,39 @@ class TFLiteGpuProgram:
     delegate_used = "gpu"
 
     def __init__(self, path: Path, threads: int | None, delegate: str = "gpu") -> None:
-        import numpy as np
         from ai_edge_litert.compiled_model import CompiledModel
         from ai_edge_litert.hardware_accelerator import HardwareAccelerator
 
         self.model = CompiledModel.from_file(str(path), hardware_accel=HardwareAccelerator.GPU)
         if not self.model.is_fully_accelerated():
             raise RuntimeError(f"the GPU accelerator would not run all of {path.name}: some ops are not supported on it")
-        self.inputs = self.model.create_input_buffers(0)
-        self.outputs = self.model.create_output_buffers(0)
-        self.shape = tuple(self.outputs[0].get_tensor_details()["shape"])
-        self.size = int(np.prod(self.shape))
-        self.batch = 1
+        signature = self.model.get_signature_by_index(0)
+        self.input_buffers = self.model.create_input_buffers(0)
+        self.output_buffers = self.model.create_output_buffers(0)
 
-    def prepare(self, x):
-        import numpy as np
+        def tensor(name: str, buffer, position: int) -> TensorInfo:
+            details = buffer.get_tensor_details()
+            return TensorInfo(name, tuple(int(d) for d in details["shape"]), str(details["dtype"]), index=position)
 
-        return np.ascontiguousarray(x, dtype=np.float32)
+        self.inputs = [tensor(n, b, i) for i, (n, b) in enumerate(zip(signature["inputs"], self.input_buffers, strict=True))]
+        outputs = [tensor(n, b, i) for i, (n, b) in enumerate(zip(signature["outputs"], self.output_buffers, strict=True))]
+        self.outputs = sorted(outputs, key=lambda t: natural_key(t.name))
+        self.batch = int(self.inputs[0].shape[0]) if self.inputs else 1
+
+    def prepare(self, feed):
+        """(input buffer, array) pairs for `invoke`."""
+        return list(zip(self.input_buffers, prepare_feed(self.inputs, feed), strict=True))
 
     def invoke(self, prepared) -> None:
-        self.inputs[0].write(prepared)
-        self.model.run_by_index(0, self.inputs, self.outputs)
+        for buffer, array in prepared:
+            buffer.write(array)
+        self.model.run_by_index(0, self.input_buffers, self.output_buffers)
 
-    def result(self):
+    def result(self) -> list:
         import numpy as np
 
-        return np.asarray(self.outputs[0].read(self.size, np.float32)).reshape(self.shape)
+        return [from_tensor(np.asarray(self.output_buffers[t.index].read(math.prod(t.shape), t.dtype)).reshape(t.shape), t)
+                for t in self.outputs]
 
     def close(self) -> None:
         self.model.close()
@@ -259,6 +387,17 @@ def pte_plan(data: bytes) -> tuple[list[str], list[str]]:
     return backends, operators
 
 
+# ExecuTorch ScalarType codes -> numpy names (the tensor metadata reports the code)
+SCALAR_TYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 7: "float64",
+                11: "bool", 15: "bfloat16"}
+
+
+def pte_tensor(meta, position: int) -> TensorInfo:
+    """A `.pte` method's input or output (a program keeps no tensor names: matched by position)."""
+    code = int(meta.dtype())
+    return TensorInfo(None, tuple(int(d) for d in meta.sizes()), SCALAR_TYPES.get(code, str(code)), index=position)
+
+
 class PteProgram:
     """A `.pte` program in ExecuTorch's runtime; the delegate used is the one its plan holds (XNNPACK or none).
 
@@ -283,20 +422,24 @@ class PteProgram:
             except (ImportError, AttributeError):
                 pass
         self.method = Runtime.get().load_program(path).load_method("forward")
-        self.batch = int(self.method.metadata.input_tensor_meta(0).sizes()[0])
+        metadata = self.method.metadata
+        self.inputs = [pte_tensor(metadata.input_tensor_meta(i), i) for i in range(metadata.num_inputs())]
+        self.outputs = [pte_tensor(metadata.output_tensor_meta(i), i) for i in range(metadata.num_outputs())]
+        self.batch = int(self.inputs[0].shape[0]) if self.inputs else 1
         self.last = None
 
-    def prepare(self, x):
-        import numpy as np
+    def prepare(self, feed):
+        """A feed at the model's batch size (a list in input order, or one array) as the method's tensors."""
         import torch
 
-        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        return tuple(torch.from_numpy(array) for array in prepare_feed(self.inputs, feed))
 
     def invoke(self, prepared) -> None:
-        self.last = self.method.execute((prepared,))
+        self.last = self.method.execute(prepared)
 
-    def result(self):
-        return self.last[0].numpy().copy()  # the runtime may reuse its output buffer
+    def result(self) -> list:
+        """Every output of the last `invoke` (copied: the runtime may reuse its output buffers)."""
+        return [from_tensor(y.numpy(), t) for y, t in zip(self.last, self.outputs, strict=True)]
 
     def close(self) -> None:
         self.method = None
@@ -317,43 +460,100 @@ def load_program(path: Path, threads: int | None, delegate: str):
     return delegates[delegate](path, threads, delegate)
 
 
-def run_batch(program, x):
-    """Outputs for a float batch of any size, run at the program's own batch size."""
+def feed_rows(feed, start: int, stop: int, size: int | None = None):
+    """Samples `start:stop` of every input of a feed (mapping, list or array), padded to `size` samples by
+    repeating the last one (for a model with a fixed batch)."""
     import numpy as np
 
-    outputs = []
-    for start in range(0, len(x), program.batch):
-        program.invoke(program.prepare(x[start:start + program.batch]))
-        outputs.append(program.result())
-    return np.concatenate(outputs)
+    def rows(array):
+        part = np.asarray(array)[start:stop]
+        if size is not None and 0 < len(part) < size:
+            part = np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)])
+        return part
+
+    if hasattr(feed, "keys"):
+        return {name: rows(feed[name]) for name in feed}
+    return [rows(array) for array in feed] if isinstance(feed, (list, tuple)) else rows(feed)
 
 
-def measure(program, inputs, labels, protocol: Protocol, load_ms: float) -> dict:
-    """Time and score a loaded program on real inputs; returns a flat result dict."""
+def feed_samples(feed) -> int:
+    """How many samples a feed holds; FeedMismatch when its inputs disagree."""
+    counts = {name or f"#{i}": len(array) for i, (name, array) in enumerate(feed_items(feed))}
+    if len(set(counts.values())) > 1:
+        raise FeedMismatch(f"the inputs hold different numbers of samples ({counts}); give each the same")
+    return next(iter(counts.values()), 0)
+
+
+def run_batch(program, feed) -> list:
+    """Every output for a feed of any number of samples, run at the program's own batch size."""
     import numpy as np
 
-    prepared = [program.prepare(sample[None]) for sample in inputs]
-    timing = time_runs(lambda i: program.invoke(prepared[i]), len(inputs), protocol)
+    count, batch = feed_samples(feed), program.batch
+    outputs: list = [[] for _ in program.outputs]
+    for start in range(0, count, batch):
+        program.invoke(program.prepare(feed_rows(feed, start, start + batch, batch)))
+        valid = min(batch, count - start)
+        for parts, output in zip(outputs, program.result(), strict=True):
+            parts.append(output[:valid])
+    return [np.concatenate(parts) for parts in outputs]
+
+
+def measure(program, feed, labels, protocol: Protocol, load_ms: float) -> dict:
+    """Time and score a loaded program on real single-sample feeds; returns a flat result dict.
+
+    Accuracy is measured when labels are given and the model has a single output (argmax against the labels).
+    """
+    import numpy as np
+
+    count = feed_samples(feed)
+    prepared = [program.prepare(feed_rows(feed, i, i + 1, program.batch)) for i in range(count)]
+    timing = time_runs(lambda i: program.invoke(prepared[i]), count, protocol)
     accuracy = None
-    if labels is not None:
+    if labels is not None and len(program.outputs) == 1:
         predictions = []
         for sample in prepared:
             program.invoke(sample)
-            predictions.append(int(np.argmax(program.result())))
+            predictions.append(int(np.argmax(program.result()[0][0])))
         accuracy = float(np.mean(np.asarray(predictions) == labels))
-    return {"load_ms": load_ms, **timing, "accuracy": accuracy, "samples": len(inputs),
+    return {"load_ms": load_ms, **timing, "accuracy": accuracy, "samples": count,
             "peak_rss_bytes": peak_rss_bytes(), "protocol": asdict(protocol), "protocol_version": PROTOCOL_VERSION}
 
 
-def measure_file(model_file: Path, inputs, labels, threads: int | None, delegate: str, protocol: Protocol) -> dict:
+def measure_file(model_file: Path, feed, labels, threads: int | None, delegate: str, protocol: Protocol) -> dict:
     """Load `model_file` and measure it; the result names the delegate the runtime reports using."""
     started = time.perf_counter()
     program = load_program(model_file, threads, delegate)
     load_ms = (time.perf_counter() - started) * 1000
     try:
-        return {**measure(program, inputs, labels, protocol, load_ms), "delegate_used": program.delegate_used}
+        return {**measure(program, feed, labels, protocol, load_ms), "delegate_used": program.delegate_used}
     finally:
         program.close()
+
+
+def manifest_inputs(manifest: dict) -> list:
+    """The source model's inputs as the manifest lists them (`input_signature`), or [] where it lists none readable."""
+    import numpy as np
+
+    try:
+        return [TensorInfo(spec["name"], tuple(spec["shape"]), np.dtype(spec["dtype"]).name)
+                for spec in manifest.get("input_signature") or []]
+    except (KeyError, TypeError, ValueError):
+        return []
+
+
+def read_feed(data_path: Path, order: list) -> tuple:
+    """(feed, labels) from an `eval.npz`: every array but `y` is an input (ordered like the names in `order`
+    where it names them all), `y` the labels."""
+    import numpy as np
+
+    with np.load(data_path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    labels = arrays.pop("y", None)
+    if not arrays:
+        raise ValueError(f"{data_path} holds no input arrays; copy the artifact directory again or re-export it")
+    if order and set(order) == set(arrays):
+        arrays = {name: arrays[name] for name in order}
+    return arrays, labels
 
 
 def _host() -> dict:
@@ -371,8 +571,6 @@ def first_line(exc: BaseException) -> str:
 
 def run(args: argparse.Namespace) -> dict:
     """Measure the artifact as `args` say; raises ValueError/RuntimeError/ImportError/OSError on a mistake."""
-    import numpy as np
-
     manifest_path = args.artifact_dir / "manifest.json"
     data_path = args.artifact_dir / "eval.npz"
     if not manifest_path.is_file() or not data_path.is_file():
@@ -389,13 +587,19 @@ def run(args: argparse.Namespace) -> dict:
                          "with `pipeline serve-bench ARTIFACT_DIR --host 0.0.0.0` on the workstation")
     if not model_file.is_file():
         raise ValueError(f"{model_file} is missing; copy the whole artifact directory")
-    with np.load(data_path, allow_pickle=False) as data:
-        inputs, labels = data["x"].astype(np.float32), (data["y"] if "y" in data.files else None)
+    source_inputs = manifest_inputs(manifest)
+    order = [spec.get("name") for spec in manifest.get("input_signature") or [] if isinstance(spec, dict)]
+    feed, labels = read_feed(data_path, order)
     protocol = Protocol(args.warmup, args.min_runs, args.min_seconds)
     try:
-        result = measure_file(model_file, inputs, labels, args.threads, args.delegate, protocol)
+        if source_inputs:  # checked against the source's inputs before the model loads
+            prepare_feed(source_inputs, feed)
+        result = measure_file(model_file, feed, labels, args.threads, args.delegate, protocol)
     except MissingRuntime:
         raise
+    except FeedMismatch as exc:
+        raise ValueError(f"{data_path.name} does not fit {model_file.name}: {first_line(exc)}; copy the whole artifact "
+                         "directory again (or re-export it)") from None
     except (ValueError, RuntimeError) as exc:
         raise ValueError(f"{model_file.name} could not be loaded or run ({first_line(exc)}); the file is truncated, "
                          "corrupt or not for this runtime: copy it again, or re-export it") from None

@@ -1,5 +1,6 @@
-// One serve-bench run in its own frame: init the backend, load the model, time it on the real samples with the
-// protocol from plan.json (runner.js's benchmark, the harness's), and hand the result to the page.
+// One serve-bench run in its own frame: init the backend, load the model, time it on the real samples (one array
+// per model input) with the protocol from plan.json (runner.js's benchmark, the harness's), and hand the result
+// to the page.
 // Wrapped in a function: runner.js defines globals of its own (toBase64, ...) in this page.
 (() => {
 'use strict';
@@ -11,17 +12,23 @@ function bufferToBase64(buffer) {
   return btoa(text);
 }
 
-function argmaxRows(base64, shape) {
-  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-  const values = new Float32Array(bytes.buffer);
-  const width = shape.slice(1).reduce((a, b) => a * b, 1);
+/** The top class of each row of an output (runner.js's fromBase64 decodes it). */
+function argmaxRows(output) {
+  const values = fromBase64(output.data, output.dtype);
+  const width = output.shape.slice(1).reduce((a, b) => a * b, 1);
   const predictions = [];
-  for (let row = 0; row < shape[0]; row++) {
+  for (let row = 0; row < output.shape[0]; row++) {
     let best = 0;
     for (let i = 1; i < width; i++) if (values[row * width + i] > values[row * width + best]) best = i;
     predictions.push(best);
   }
   return predictions;
+}
+
+async function fetchInput(input) {
+  const response = await fetch(input.url);
+  if (!response.ok) throw new Error(`${input.url} could not be read (HTTP ${response.status})`);
+  return { name: input.name, dtype: input.dtype, shape: input.shape, data: bufferToBase64(await response.arrayBuffer()) };
 }
 
 async function run() {
@@ -34,17 +41,19 @@ async function run() {
   if (info.error) return { error: `${info.stage}: ${info.error}` };
   const loaded = await edgeRunner.load({ url: artifact.model });
   if (loaded.error) return { error: `${loaded.stage}: ${loaded.error}` };
-  const input = await (await fetch(artifact.input)).arrayBuffer();
+  const inputs = await Promise.all(artifact.inputs.map(fetchInput));
   const p = plan.protocol;
   const reply = await edgeRunner.infer({
-    input: bufferToBase64(input), shape: artifact.shape, timeout_ms: 600000,
+    inputs, outputs: artifact.outputs, timeout_ms: 600000,
     bench: { warmup: p.warmup_runs, min_runs: p.min_runs, min_ms: p.min_duration_s * 1000, max_runs: p.max_runs },
   });
   if (reply.error) return { error: `${reply.stage}: ${reply.error}` };
   return {
     result: {
       latencies_ms: reply.latencies_ms, bench_wall_ms: reply.bench_wall_ms, load_ms: loaded.load_ms,
-      first_inference_ms: reply.first_inference_ms, predictions: argmaxRows(reply.output, reply.output_shape),
+      first_inference_ms: reply.first_inference_ms,
+      // accuracy is scored for a single-output (classifier) model only
+      predictions: reply.outputs.length === 1 ? argmaxRows(reply.outputs[0]) : null,
       info: { ...info, backend: reply.backend, threads: backend === 'wasm' ? (info.backend_info || {}).threads : null },
     },
   };

@@ -2,12 +2,14 @@
 // device_runtime/tfjs_browser.py, which calls these through page.evaluate:
 //
 //   edgeRunner.init({backend, threads})   -> backend in use, versions, isolation, backend_info
-//   edgeRunner.load({url})                -> load_ms, input shape
-//   edgeRunner.infer({input, shape, bench, timeout_ms}) -> outputs (base64 float32), timings
+//   edgeRunner.load({url})                -> load_ms, the model's inputs and outputs
+//   edgeRunner.infer({inputs, outputs, bench, timeout_ms}) -> outputs, timings
 //
 // serve-bench's run.js calls the same entry points from a phone's browser.
-// Tensors cross the boundary as base64 little-endian float32. No entry point rejects: a failure
-// resolves to {error, stage} with stage one of backend, load, input, run, bench, timeout.
+// Tensors cross the boundary as {name, dtype, shape, data}: data is base64 of the little-endian values,
+// dtype float32, int32 or bool (one byte per value). An input's name is the model's (null: its input at
+// that position); `outputs` names the outputs to return, in order (null: the model's own order). No entry
+// point rejects: a failure resolves to {error, stage} with stage one of backend, load, input, run, bench, timeout.
 'use strict';
 
 const BACKENDS = ['cpu', 'wasm', 'webgl', 'webgpu'];
@@ -27,13 +29,17 @@ function loadScript(src) {
   });
 }
 
-function fromBase64(text) {
+const ARRAYS = { float32: Float32Array, int32: Int32Array, bool: Uint8Array };
+
+function fromBase64(text, dtype) {
+  const Type = ARRAYS[dtype];
+  if (!Type) throw new Error(`dtype ${dtype} is not one of ${Object.keys(ARRAYS).join(', ')}`);
   const bytes = Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
-  return new Float32Array(bytes.buffer);
+  return new Type(bytes.buffer);
 }
 
-function toBase64(floats) {
-  const bytes = new Uint8Array(floats.buffer, floats.byteOffset, floats.byteLength);
+function toBase64(values) {
+  const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
   let text = '';
   for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
   return btoa(text);
@@ -150,44 +156,59 @@ async function load({ url }) {
   stage = 'load';
   const t0 = performance.now();
   state.model = await tf.loadGraphModel(serverHandler(url));
-  return { load_ms: performance.now() - t0, input_shape: state.model.inputs[0].shape || null };
+  const inputs = state.model.inputs.map((t) => ({ name: t.name, shape: t.shape || null, dtype: t.dtype }));
+  return { load_ms: performance.now() - t0, inputs, outputs: state.model.outputNodes };
 }
 
-/** `execute` (synchronous graphs), falling back to `executeAsync` for control flow / dynamic shapes. */
-async function execute(x) {
+/** `execute` (synchronous graphs), falling back to `executeAsync` for control flow / dynamic shapes; always a list. */
+async function execute(feed, outputs) {
   if (!state.needsAsync) {
     try {
-      return state.model.execute(x);
+      const y = state.model.execute(feed, outputs);
+      return Array.isArray(y) ? y : [y];
     } catch (error) {
       if (!/executeAsync/.test(String(error && error.message))) throw error;
       state.needsAsync = true;
     }
   }
-  return state.model.executeAsync(x);
+  const y = await state.model.executeAsync(feed, outputs);
+  return Array.isArray(y) ? y : [y];
 }
 
-/** One batch through the model: the first output's values (its tensors disposed) and shape. */
-async function runOnce(x) {
-  let y = await execute(x);
-  if (Array.isArray(y)) {
-    y.slice(1).forEach((t) => t.dispose());
-    y = y[0];
-  }
-  const values = await y.data();
-  const shape = y.shape;
-  y.dispose();
-  return { values, shape };
+/** One batch through the model: every output's values, dtype and shape (its tensors disposed). */
+async function runOnce(feed, outputs) {
+  const ys = await execute(feed, outputs);
+  const results = [];
+  for (const y of ys) results.push({ values: await y.data(), dtype: y.dtype, shape: y.shape });
+  ys.forEach((y) => y.dispose());
+  return results;
 }
+
+/** Rows [start, start + valid) of every input as tensors of `batch` rows (the last row repeated to fill it),
+ * keyed by the model's input names. */
+function batchTensors(inputs, start, valid, batch) {
+  const named = {};
+  inputs.forEach((input, i) => {
+    const size = input.sampleSize;
+    const chunk = new ARRAYS[input.dtype](batch * size);
+    chunk.set(input.data.subarray(start * size, (start + valid) * size));
+    for (let row = valid; row < batch; row++) chunk.copyWithin(row * size, (valid - 1) * size, valid * size);
+    named[input.name ?? state.model.inputs[i].name] = tf.tensor(chunk, [batch, ...input.sampleShape], input.dtype);
+  });
+  return named;
+}
+
+const disposeAll = (named) => Object.values(named).forEach((t) => t.dispose());
 
 /** MLPerf-style timing of one batch per run over the real samples: warm-up excluded, then at
  * least min_runs runs and min_ms milliseconds (at most max_runs). */
-async function benchmark(batches, bench, deadline) {
-  for (let i = 0; i < bench.warmup; i++) await runOnce(batches[i % batches.length]);
+async function benchmark(batches, outputs, bench, deadline) {
+  for (let i = 0; i < bench.warmup; i++) await runOnce(batches[i % batches.length], outputs);
   const latencies = [];
   const started = performance.now();
   while (latencies.length < bench.max_runs) {
     const t0 = performance.now();
-    await runOnce(batches[latencies.length % batches.length]);
+    await runOnce(batches[latencies.length % batches.length], outputs);
     const t1 = performance.now();
     latencies.push(t1 - t0);
     if (t1 > deadline) {
@@ -199,39 +220,54 @@ async function benchmark(batches, bench, deadline) {
   return { latencies, wallMs: performance.now() - started };
 }
 
-async function infer({ input, shape, bench, timeout_ms }) {
+/** The inputs as {name, dtype, count, sampleShape, sampleSize, data}, checked against each other and the model. */
+function decodeInputs(inputs) {
+  if (!Array.isArray(inputs) || inputs.length !== state.model.inputs.length) {
+    throw new Error(`got ${Array.isArray(inputs) ? inputs.length : 0} input(s) but the model takes ` +
+      `${state.model.inputs.length} (${state.model.inputs.map((t) => t.name).join(', ')})`);
+  }
+  const decoded = inputs.map(({ name, dtype, shape, data }) => {
+    const values = fromBase64(data, dtype);
+    const [count, ...sampleShape] = shape;
+    const sampleSize = sampleShape.reduce((a, b) => a * b, 1);
+    if (values.length !== count * sampleSize) throw new Error(`got ${values.length} values for input '${name}' of shape [${shape}]`);
+    return { name, dtype, count, sampleShape, sampleSize, data: values };
+  });
+  if (new Set(decoded.map((input) => input.count)).size > 1) throw new Error('the inputs hold different numbers of samples');
+  return decoded;
+}
+
+async function infer({ inputs, outputs, bench, timeout_ms }) {
   stage = 'input';
   if (!state.model) throw new Error('no model loaded');
   const deadline = performance.now() + timeout_ms;
-  const data = fromBase64(input);
-  const [count, ...sample] = shape;
-  const sampleSize = sample.reduce((a, b) => a * b, 1);
-  if (data.length !== count * sampleSize) throw new Error(`got ${data.length} values for shape [${shape}]`);
+  const decoded = decodeInputs(inputs);
+  const count = decoded[0].count;
+  const wanted = outputs || undefined;
+  const names = outputs || state.model.outputNodes;
   const declared = state.model.inputs[0].shape;
   const batch = declared && declared[0] > 0 ? declared[0] : count;
 
   stage = 'run';
-  const outputs = [];
-  let outputSample = null;
+  const parts = names.map(() => []);
   for (let start = 0; start < count; start += batch) {
     const valid = Math.min(batch, count - start);
-    const chunk = new Float32Array(batch * sampleSize);
-    chunk.set(data.subarray(start * sampleSize, (start + valid) * sampleSize));
-    for (let i = valid; i < batch; i++) chunk.copyWithin(i * sampleSize, (valid - 1) * sampleSize, valid * sampleSize);
-    const x = tf.tensor(chunk, [batch, ...sample], 'float32');
+    const named = batchTensors(decoded, start, valid, batch);
     const t0 = performance.now();
-    const { values, shape: outShape } = await runOnce(x);
+    const results = await runOnce(named, wanted);
     if (state.firstMs === null) state.firstMs = performance.now() - t0;
-    x.dispose();
-    outputSample = outShape.slice(1);
-    outputs.push(Float32Array.from(values.subarray(0, valid * (values.length / batch))));
+    disposeAll(named);
+    results.forEach((r, i) => parts[i].push({ ...r, values: r.values.subarray(0, valid * (r.values.length / batch)) }));
     if (performance.now() > deadline) {
       stage = 'timeout';
       throw new Error(`inference passed its time limit at sample ${start}`);
     }
   }
-  const result = new Float32Array(outputs.reduce((n, part) => n + part.length, 0));
-  outputs.reduce((offset, part) => (result.set(part, offset), offset + part.length), 0);
+  const results = parts.map((chunks, i) => {
+    const values = new ARRAYS[chunks[0].dtype](chunks.reduce((n, chunk) => n + chunk.values.length, 0));
+    chunks.reduce((offset, chunk) => (values.set(chunk.values, offset), offset + chunk.values.length), 0);
+    return { name: names[i], dtype: chunks[0].dtype, shape: [count, ...chunks[0].shape.slice(1)], data: toBase64(values) };
+  });
 
   let latencies = null;
   let benchWallMs = null;
@@ -240,21 +276,19 @@ async function infer({ input, shape, bench, timeout_ms }) {
     const benchBatch = declared && declared[0] > 0 ? declared[0] : 1;
     const batches = [];
     for (let start = 0; start + benchBatch <= count; start += benchBatch) {
-      const values = data.slice(start * sampleSize, (start + benchBatch) * sampleSize);
-      batches.push(tf.tensor(values, [benchBatch, ...sample], 'float32'));
+      batches.push(batchTensors(decoded, start, benchBatch, benchBatch));
     }
     if (!batches.length) throw new Error(`the benchmark needs at least ${benchBatch} samples (the model's batch), got ${count}`);
     try {
-      ({ latencies, wallMs: benchWallMs } = await benchmark(batches, bench, deadline));
+      ({ latencies, wallMs: benchWallMs } = await benchmark(batches, wanted, bench, deadline));
     } finally {
-      batches.forEach((t) => t.dispose());
+      batches.forEach(disposeAll);
     }
   }
   const memory = performance.memory ? { used_js_heap_bytes: performance.memory.usedJSHeapSize } : {};
   return {
-    backend: tf.getBackend(), output: toBase64(result), output_shape: [count, ...outputSample], batch,
-    first_inference_ms: state.firstMs, latencies_ms: latencies, bench_wall_ms: benchWallMs,
-    num_tensors: tf.memory().numTensors, ...memory,
+    backend: tf.getBackend(), outputs: results, batch, first_inference_ms: state.firstMs, latencies_ms: latencies,
+    bench_wall_ms: benchWallMs, num_tensors: tf.memory().numTensors, ...memory,
   };
 }
 

@@ -89,7 +89,7 @@ async function main() {
   }
   for (const artifact of plan.artifacts) {
     const item = document.createElement('li');
-    item.textContent = `${artifact.name}: ${artifact.shape[0]} real samples`;
+    item.textContent = `${artifact.name}: ${artifact.samples} real samples`;
     $('artifacts').appendChild(item);
   }
   $('device').value = new URLSearchParams(location.search).get('device') || '';

@@ -2,14 +2,18 @@
 // Runs a TF.js graph model (model.json + weight shards) from a local directory in Node.js,
 // without network, on the `cpu` or `wasm` backend.
 //
-//   node run_graph_model.js --model DIR --backend cpu|wasm --input FILE --shape 360,8,8,1 \
-//        --output FILE [--threads N] [--batch N]
+//   node run_graph_model.js --model DIR --backend cpu|wasm --feed FEED.json --out-dir DIR \
+//        [--threads N] [--batch N]
 //
-// Input and output files are raw little-endian float32. On success one JSON line goes to
-// stdout (backend, versions, output shape, graph ops, timings); on any failure one JSON line
-// with "error" and "stage" (args, backend, load, input, run), and the exit status is 1.
-// Everything else (TF.js notices) goes to stderr. A model whose input has a fixed batch
-// (models exported with batch 1) runs in chunks of that batch; otherwise --batch (default: all).
+// FEED.json: {"inputs": [{"name", "dtype", "shape", "file"}, ...], "outputs": [names] or null}: one raw
+// little-endian file per input (dtype float32, int32 or bool as one byte per value; file relative to
+// FEED.json), named as the model's signature names them (null: the model's input at that position), and
+// the outputs to return in that order (null: the model's own order). Outputs are written to DIR as
+// output_<i>.bin in the same encoding. On success one JSON line goes to stdout (backend, versions,
+// outputs with name, dtype, shape and file, graph ops, timings); on any failure one JSON line with
+// "error" and "stage" (args, backend, load, input, run), and the exit status is 1. Everything else
+// (TF.js notices) goes to stderr. A model whose first input has a fixed batch (models exported with
+// batch 1) runs in chunks of that batch; otherwise --batch (default: all).
 'use strict';
 
 const fs = require('fs');
@@ -21,10 +25,10 @@ const writeResult = (object) => fs.writeSync(1, JSON.stringify(object) + '\n');
 console.log = console.info = console.warn = console.error;
 
 const BACKENDS = ['cpu', 'wasm'];
+const ARRAYS = { float32: Float32Array, int32: Int32Array, bool: Uint8Array };
 let stage = 'args';
-const USAGE = 'usage: node run_graph_model.js --model DIR --backend cpu|wasm --input FILE ' +
-  '--shape N,D1,... --output FILE [--threads N] [--batch N] ' +
-  '[--bench-warmup N --bench-min-runs N --bench-min-ms MS --bench-max-runs N]';
+const USAGE = 'usage: node run_graph_model.js --model DIR --backend cpu|wasm --feed FEED.json --out-dir DIR ' +
+  '[--threads N] [--batch N] [--bench-warmup N --bench-min-runs N --bench-min-ms MS --bench-max-runs N]';
 const BENCH_FLAGS = ['bench-warmup', 'bench-min-runs', 'bench-min-ms', 'bench-max-runs'];
 
 function parseArgs(argv) {
@@ -36,15 +40,11 @@ function parseArgs(argv) {
     }
     args[key.slice(2)] = argv[i + 1];
   }
-  for (const required of ['model', 'backend', 'input', 'shape', 'output']) {
+  for (const required of ['model', 'backend', 'feed', 'out-dir']) {
     if (args[required] === undefined) throw new Error(`missing --${required}; ${USAGE}`);
   }
   if (!BACKENDS.includes(args.backend)) {
     throw new Error(`unknown backend '${args.backend}'; available: ${BACKENDS.join(', ')}`);
-  }
-  args.shape = args.shape.split(',').map(Number);
-  if (args.shape.some((d) => !Number.isInteger(d) || d < 1)) {
-    throw new Error(`--shape must be positive integers separated by commas, got '${args.shape}'`);
   }
   for (const name of BENCH_FLAGS) {
     if (args[name] !== undefined) {
@@ -105,14 +105,42 @@ function graphOps(modelDir) {
   return [...new Set(nodes.map((node) => node.op))].sort();
 }
 
-function readInput(file, shape) {
-  if (os.endianness() !== 'LE') throw new Error('raw float32 files are little-endian; this host is big-endian');
-  const data = new Float32Array(toArrayBuffer(fs.readFileSync(file)));
-  const expected = shape.reduce((a, b) => a * b, 1);
-  if (data.length !== expected) {
-    throw new Error(`${file} holds ${data.length} float32 values but --shape ${shape.join(',')} needs ${expected}`);
-  }
-  return data;
+/** The feed's inputs as {name, dtype, shape, sampleShape, count, data} with their values read from their files. */
+function readFeed(feedFile) {
+  if (os.endianness() !== 'LE') throw new Error('raw input files are little-endian; this host is big-endian');
+  const feed = JSON.parse(fs.readFileSync(feedFile, 'utf8'));
+  if (!Array.isArray(feed.inputs) || !feed.inputs.length) throw new Error(`${feedFile} lists no inputs`);
+  const inputs = feed.inputs.map((input) => {
+    const Type = ARRAYS[input.dtype];
+    if (!Type) throw new Error(`input '${input.name}' has dtype ${input.dtype}; expected ${Object.keys(ARRAYS).join(', ')}`);
+    const shape = input.shape.map(Number);
+    if (!shape.length || shape.some((d) => !Number.isInteger(d) || d < 1)) {
+      throw new Error(`input '${input.name}' has shape [${input.shape}]; expected positive integers, batch first`);
+    }
+    const data = new Type(toArrayBuffer(fs.readFileSync(path.resolve(path.dirname(feedFile), input.file))));
+    const expected = shape.reduce((a, b) => a * b, 1);
+    if (data.length !== expected) {
+      throw new Error(`${input.file} holds ${data.length} values but input '${input.name}' of shape [${shape}] needs ${expected}`);
+    }
+    const [count, ...sampleShape] = shape;
+    return { name: input.name, dtype: input.dtype, count, sampleShape, sampleSize: expected / count, data };
+  });
+  if (new Set(inputs.map((input) => input.count)).size > 1) throw new Error('the inputs hold different numbers of samples');
+  return { inputs, outputs: feed.outputs || undefined };
+}
+
+/** Rows [start, start + valid) of every input as tensors of `batch` rows (the last row repeated to fill it),
+ * keyed by the model's input names (a null name takes the model's input at that position). */
+function batchTensors(tf, model, inputs, start, valid, batch) {
+  const named = {};
+  inputs.forEach((input, i) => {
+    const chunk = new ARRAYS[input.dtype](batch * input.sampleSize);
+    const size = input.sampleSize;
+    chunk.set(input.data.subarray(start * size, (start + valid) * size));
+    for (let row = valid; row < batch; row++) chunk.copyWithin(row * size, (valid - 1) * size, valid * size);
+    named[input.name ?? model.inputs[i].name] = tf.tensor(chunk, [batch, ...input.sampleShape], input.dtype);
+  });
+  return named;
 }
 
 async function setBackend(tf, backend, threads) {
@@ -128,48 +156,62 @@ async function setBackend(tf, backend, threads) {
   return 1;
 }
 
-/** `execute` (synchronous graphs), falling back to `executeAsync` for control flow / dynamic shapes. */
+/** `execute` (synchronous graphs), falling back to `executeAsync` for control flow / dynamic shapes; always a list. */
 let needsAsync = false;
-async function execute(model, x) {
+async function execute(model, feed, outputs) {
   if (!needsAsync) {
     try {
-      return model.execute(x);
+      const y = model.execute(feed, outputs);
+      return Array.isArray(y) ? y : [y];
     } catch (error) {
       if (!/executeAsync/.test(String(error && error.message))) throw error;
       needsAsync = true;
     }
   }
-  return model.executeAsync(x);
+  const y = await model.executeAsync(feed, outputs);
+  return Array.isArray(y) ? y : [y];
+}
+
+/** One batch through the model: every output's values, dtype and shape (the output tensors disposed). */
+async function runOnce(model, feed, outputs) {
+  const ys = await execute(model, feed, outputs);
+  const results = [];
+  for (const y of ys) results.push({ values: await y.data(), dtype: y.dtype, shape: y.shape });
+  ys.forEach((y) => y.dispose());
+  return results;
 }
 
 /** MLPerf-style timing of one batch per run, cycling over the real samples: warm-up excluded,
  * then at least --bench-min-runs runs and --bench-min-ms milliseconds. */
-async function benchmark(tf, model, input, sample, sampleSize, count, batch, args) {
-  const inputs = [];
-  for (let start = 0; start + batch <= count; start += batch) {
-    inputs.push(tf.tensor(input.slice(start * sampleSize, (start + batch) * sampleSize), [batch, ...sample], 'float32'));
-  }
-  const runOnce = async (x) => {
-    let y = await execute(model, x);
-    if (Array.isArray(y)) {
-      y.slice(1).forEach((t) => t.dispose());
-      y = y[0];
-    }
-    await y.data();
-    y.dispose();
-  };
-  for (let i = 0; i < args['bench-warmup']; i++) await runOnce(inputs[i % inputs.length]);
+async function benchmark(tf, model, feed, batch, args) {
+  const count = feed.inputs[0].count;
+  const batches = [];
+  for (let start = 0; start + batch <= count; start += batch) batches.push(batchTensors(tf, model, feed.inputs, start, batch, batch));
+  if (!batches.length) throw new Error(`the benchmark needs at least ${batch} samples (the model's batch), got ${count}`);
+  for (let i = 0; i < args['bench-warmup']; i++) await runOnce(model, batches[i % batches.length], feed.outputs);
   const latencies = [];
   const maxRuns = args['bench-max-runs'] || 100000;
   const started = performance.now();
   while (latencies.length < maxRuns) {
     const t0 = performance.now();
-    await runOnce(inputs[latencies.length % inputs.length]);
+    await runOnce(model, batches[latencies.length % batches.length], feed.outputs);
     latencies.push(performance.now() - t0);
     if (latencies.length >= args['bench-min-runs'] && performance.now() - started >= args['bench-min-ms']) break;
   }
-  inputs.forEach((t) => t.dispose());
+  batches.forEach((named) => Object.values(named).forEach((t) => t.dispose()));
   return latencies;
+}
+
+/** Concatenated rows of each output over the chunks, written to DIR/output_<i>.bin; their descriptions. */
+function writeOutputs(dir, names, parts, count) {
+  return parts.map((chunks, i) => {
+    const length = chunks.reduce((n, chunk) => n + chunk.values.length, 0);
+    const values = new ARRAYS[chunks[0].dtype](length);
+    chunks.reduce((offset, chunk) => (values.set(chunk.values, offset), offset + chunk.values.length), 0);
+    const file = `output_${i}.bin`;
+    fs.writeFileSync(path.join(dir, file), Buffer.from(values.buffer, values.byteOffset, values.byteLength));
+    return { name: names[i], dtype: chunks[0].dtype, shape: [count, ...chunks[0].shape.slice(1)], file };
+  });
 }
 
 async function main() {
@@ -184,56 +226,43 @@ async function main() {
   const loadMs = performance.now() - loadStart;
 
   stage = 'input';
-  const [count, ...sample] = args.shape;
-  const sampleSize = sample.reduce((a, b) => a * b, 1);
-  const input = readInput(args.input, args.shape);
-  const fixedBatch = model.inputs[0].shape && model.inputs[0].shape[0] > 0 ? model.inputs[0].shape[0] : null;
+  const feed = readFeed(args.feed);
+  if (feed.inputs.length !== model.inputs.length) {
+    throw new Error(`the feed has ${feed.inputs.length} input(s) but the model takes ${model.inputs.length} ` +
+      `(${model.inputs.map((t) => t.name).join(', ')})`);
+  }
+  const count = feed.inputs[0].count;
+  const declared = model.inputs[0].shape;
+  const fixedBatch = declared && declared[0] > 0 ? declared[0] : null;
   const batch = fixedBatch || args.batch || count;
+  const names = feed.outputs || model.outputNodes;
 
   stage = 'run';
-  const outputs = [];
-  let outputSample = null;
+  const parts = names.map(() => []);
   let firstMs = null;
   const inferStart = performance.now();
   for (let start = 0; start < count; start += batch) {
     const valid = Math.min(batch, count - start);
-    const chunk = new Float32Array(batch * sampleSize);
-    chunk.set(input.subarray(start * sampleSize, (start + valid) * sampleSize));
-    for (let i = valid; i < batch; i++) chunk.copyWithin(i * sampleSize, (valid - 1) * sampleSize, valid * sampleSize);
-    const x = tf.tensor(chunk, [batch, ...sample], 'float32');
+    const named = batchTensors(tf, model, feed.inputs, start, valid, batch);
     const t0 = performance.now();
-    let y = await execute(model, x);
-    if (Array.isArray(y)) {
-      y.slice(1).forEach((t) => t.dispose());
-      y = y[0];
-    }
-    const values = await y.data();
+    const results = await runOnce(model, named, feed.outputs);
     if (firstMs === null) firstMs = performance.now() - t0;
-    outputSample = y.shape.slice(1);
-    outputs.push(Float32Array.from(values.subarray(0, valid * (values.length / batch))));
-    x.dispose();
-    y.dispose();
+    results.forEach((result, i) => parts[i].push({ ...result, values: result.values.subarray(0, valid * (result.values.length / batch)) }));
+    Object.values(named).forEach((t) => t.dispose());
   }
   const totalMs = performance.now() - inferStart;
 
   stage = 'bench';
-  const latencies = args['bench-min-runs'] ? await benchmark(tf, model, input, sample, sampleSize, count, fixedBatch || 1, args) : null;
+  const latencies = args['bench-min-runs'] ? await benchmark(tf, model, feed, fixedBatch || 1, args) : null;
 
-  const length = outputs.reduce((n, part) => n + part.length, 0);
-  const result = new Float32Array(length);
-  let offset = 0;
-  for (const part of outputs) {
-    result.set(part, offset);
-    offset += part.length;
-  }
-  fs.writeFileSync(args.output, Buffer.from(result.buffer));
+  const outputs = writeOutputs(args['out-dir'], names, parts, count);
   writeResult({
     backend: tf.getBackend(),
     tfjs_version: tf.version.tfjs,
     node_version: process.versions.node,
     threads,
     batch,
-    output_shape: [count, ...outputSample],
+    outputs,
     ops: graphOps(args.model),
     timings_ms: { load: loadMs, first_inference: firstMs, inference_total: totalMs },
     latencies_ms: latencies,

@@ -91,8 +91,9 @@ def _bench_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentPars
                        help="artifact directory written by `pipeline export`, or a model file: .tflite, .pte, "
                             "TF.js model.json")
     bench.add_argument("--input", metavar="FILE.npz|synthetic",
-                       help="samples to run on: an .npz with 'x' (and labels 'y'), or 'synthetic' (seeded random "
-                            "values in the model's input signature; the default for a model file, recorded as such)")
+                       help="samples to run on: an .npz with one array per input name ('x' for a single input) and "
+                            "labels 'y', or 'synthetic' (seeded values per input: floats in its range, masks all ones, "
+                            "integer inputs in [0, 100); the default for a model file, recorded as such)")
     with_choices(bench.add_argument("--runtime", help="default: the artifact's"), RUNTIME_NAMES)
     with_choices(bench.add_argument("--delegate", help="default: the runtime's first"), DELEGATES)
     bench.add_argument("--use_xnnpack", type=parse_bool, nargs="?", const=True, metavar="true|false",

@@ -5,6 +5,7 @@ A predictor takes a feed (input name -> batch, in the model's input order) and r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -20,9 +21,14 @@ def predict_keras(model: Any, feed: Feed) -> list[np.ndarray]:
     return as_outputs(model(arrays[0] if len(arrays) == 1 else arrays, training=False))
 
 
+def natural_key(name: str) -> list[Any]:
+    """Sort key that puts output_2 before output_10 (the order the runtimes give a signature's outputs)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def saved_model_output_names(loaded: Any) -> tuple[str, ...]:
-    """The `serving_default` signature's outputs, sorted by name (the order TFLite's converter gives them)."""
-    return tuple(sorted(loaded.signatures["serving_default"].structured_outputs))
+    """The `serving_default` signature's outputs, in natural name order (the order the runtimes give them)."""
+    return tuple(sorted(loaded.signatures["serving_default"].structured_outputs, key=natural_key))
 
 
 def predict_saved_model(loaded: Any, feed: Feed) -> list[np.ndarray]:
@@ -32,7 +38,7 @@ def predict_saved_model(loaded: Any, feed: Feed) -> list[np.ndarray]:
     signature = loaded.signatures["serving_default"]
     expected = signature.structured_input_signature[1]
     result = signature(**{name: tf.constant(array, dtype=expected[name].dtype) for name, array in feed.items()})
-    return [np.asarray(result[name]) for name in sorted(result)]
+    return [np.asarray(result[name]) for name in sorted(result, key=natural_key)]
 
 
 def predict_torch(model: Any, feed: Feed) -> list[np.ndarray]:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from device_runtime.device_scripts import edge_bench
@@ -127,10 +128,14 @@ def test_every_user_mistake_is_one_line_and_exit_2(board_python, artifacts, tmp_
     broken = tmp_path / "broken"
     shutil.copytree(artifacts["tflite-fp32"], broken)
     (broken / "model.tflite").write_bytes((broken / "model.tflite").read_bytes()[:2000])
+    mismatched = tmp_path / "mismatched"  # an eval.npz with two inputs for a single-input model
+    shutil.copytree(artifacts["tflite-fp32"], mismatched)
+    np.savez(mismatched / "eval.npz", a=np.zeros((2, 1, 8, 8), np.float32), b=np.zeros((2, 4), np.float32))
     cases = [
         (artifacts["executorch-fp32"], (), "pip install executorch"),
         (artifacts["tfjs-fp32"], (), "pipeline serve-bench"),
         (broken, (), "truncated, corrupt"),
+        (mismatched, (), "eval.npz does not fit model.tflite: the feed has 2 input(s) (a, b) but the model takes 1"),
         (artifacts["tflite-fp32"], ("--delegate", "npu"), "delegate 'npu'"),
         (tmp_path / "nowhere", (), "needs manifest.json and eval.npz"),
         (artifacts["tflite-fp32"], ("--min-runs", "0"), "invalid protocol"),

@@ -104,8 +104,9 @@ def test_a_bare_model_file_runs_on_synthetic_inputs_and_says_so(artifacts, tmp_p
     assert m.artifact_dir == str(folder / model) and m.manifest_sha256 == sha256_file(folder / model)
     assert m.context["inputs"] == "synthetic" and m.context["manifest"] is None
     assert m.result["inputs"] == "synthetic" and m.result["accuracy"] is None
-    signature = m.result["input_signature"]
+    signature, = m.result["input_signature"]  # one per input
     assert signature["shape"][1:] in ([1, 8, 8], [8, 8, 1]) and m.result["latency_ms_p50"] > 0
+    assert signature["synthetic_values"].startswith("uniform floats in [")
     assert (tmp_path / "worker.log").is_file()  # the worker's stderr, not the terminal
 
 
@@ -141,11 +142,11 @@ def test_synthetic_inputs_follow_the_signature_and_are_seeded():
 
     from device_runtime.inputs import InputSignature, quantized_range, synthetic_inputs
 
-    signature = InputSignature((1, 3, 4, 4), "int8", quantized_range(np.int8, (0.5, -128)))
+    signature = InputSignature("x", (1, 3, 4, 4), "int8", quantized_range(np.int8, (0.5, -128)), quantized=True)
     assert signature.value_range == (0.0, 127.5)
-    x = synthetic_inputs(signature, Path("m.tflite"), samples=5)
+    x = synthetic_inputs([signature], Path("m.tflite"), samples=5)["x"]
     assert x.shape == (5, 3, 4, 4) and x.dtype == np.float32 and x.min() >= 0.0 and x.max() <= 127.5
-    assert np.array_equal(x, synthetic_inputs(signature, Path("m.tflite"), samples=5))
+    assert np.array_equal(x, synthetic_inputs([signature], Path("m.tflite"), samples=5)["x"])
     assert quantized_range(np.float32, (0.0, 0)) is None
-    with pytest.raises(DataError, match="leaves input dimensions \\[2\\] open"):
-        synthetic_inputs(InputSignature((1, 3, None), "float32"), Path("m.tflite"))
+    with pytest.raises(DataError, match="leaves dimensions \\[2\\] of input 'x' open"):
+        synthetic_inputs([InputSignature("x", (1, 3, None), "float32")], Path("m.tflite"))

@@ -40,12 +40,12 @@ def test_script_imports_only_the_standard_library_at_module_level():
 def test_script_and_runtime_session_agree(artifacts, copied_script, name, runtime, delegate):
     model_file = next(p for p in artifacts[name].iterdir() if p.suffix in (".tflite", ".pte"))
     with np.load(artifacts[name] / "eval.npz") as data:
-        x = data["x"][:16].astype(np.float32)
+        x = next(data[name] for name in data.files if name != "y")[:16]  # the single input, by its name
     program = copied_script.load_program(model_file, 1, delegate)
     on_board = copied_script.run_batch(program, x)
     session = RUNTIMES.get(runtime).load(model_file, delegate, threads=1)
     try:
-        np.testing.assert_array_equal(session.run(x), on_board)
+        np.testing.assert_array_equal(session.run(x), on_board[0])
         assert session.delegate_used == program.delegate_used
     finally:
         session.close()

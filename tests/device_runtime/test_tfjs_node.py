@@ -36,7 +36,7 @@ def test_cpu_and_wasm_agree_with_each_other_and_the_source(float_artifact):
     np.testing.assert_allclose(cpu.run(x), wasm.run(x), atol=1e-5)
     np.testing.assert_allclose(wasm.run(x), bundle.predict(x), atol=1e-4)
     report = wasm.last_report
-    assert report["tfjs_version"] == "4.22.0" and report["output_shape"] == [32, 10]
+    assert report["tfjs_version"] == "4.22.0" and [o["shape"] for o in report["outputs"]] == [[32, 10]]
     assert report["batch"] == 1  # exported with batch 1: run sample by sample
     assert report["timings_ms"]["first_inference"] > 0
     assert {"Placeholder", "MaxPool", "Softmax"} <= set(cpu.op_names())
@@ -76,7 +76,7 @@ def test_truncated_weights_are_an_artifact_error(float_artifact, tmp_path):
 
 def test_input_of_the_wrong_shape_is_a_data_error(float_artifact):
     session = TFJSNodeRuntime().load(float_artifact[1], "cpu")
-    with pytest.raises(DataError, match=r"samples of shape \[8, 8, 3\].*expects \[1, 8, 8, 1\]"):
+    with pytest.raises(DataError, match=r"samples of shape \[8, 8, 3\] but the model takes \[8, 8, 1\]"):
         session.run(np.zeros((2, 8, 8, 3), np.float32))
 
 
@@ -101,7 +101,7 @@ def test_runner_reports_errors_as_json(float_artifact, tmp_path):
 
     done = subprocess.run(
         ["node", str(tfjs_node.RUNNER), "--model", str(float_artifact[1].parent), "--backend", "gpu",
-         "--input", str(tmp_path / "x"), "--shape", "1,8,8,1", "--output", str(tmp_path / "y")],
+         "--feed", str(tmp_path / "feed.json"), "--out-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert done.returncode == 1
