@@ -84,7 +84,7 @@ def test_data_that_does_not_match_the_inputs_is_refused_before_any_work(text_enc
                  "--eval-data", str(wrong), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == EXIT_USER_ERROR
-    assert "input_ids: [-1,16] int64; attention_mask: [-1,16] int64" in err
+    assert "input_ids: [1,16] int64; attention_mask: [1,16] int64" in err
     assert not (tmp_path / "out").exists()
 
 
