@@ -47,6 +47,7 @@ class TFJSExporter:
         handler = handler_for(quantization.mode, bundle.framework, self.target)
         stages = handler(bundle, out_dir, quantization, config.shard_size_bytes)
         files = tuple(sorted(p.name for p in out_dir.iterdir() if p.is_file()))
+        notes = {} if bundle.framework == "torch" else tf_to_tfjs.weight_notes(bundle, out_dir, quantization.mode)
         return ExportOutput(
             model_file=tf_to_tfjs.MODEL_JSON,
             files=files,
@@ -54,6 +55,7 @@ class TFJSExporter:
             validation_delegate="wasm",
             stages=stages,
             toolchain_packages=PACKAGES[bundle.framework],
+            notes=notes,
         )
 
 

@@ -39,6 +39,9 @@ class TFLiteExporter:
     def export(self, bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig, config: TFLiteConfig) -> ExportOutput:
         handler = handler_for(quantization.mode, bundle.framework, self.target)
         stages = handler(bundle, out_dir / MODEL_FILE, quantization)
+        casts = torch_to_tflite.input_casts(bundle, out_dir / MODEL_FILE) if bundle.framework == "torch" else {}
+        weights = {} if bundle.framework == "torch" else tf_to_tflite.weight_notes(bundle, out_dir / MODEL_FILE,
+                                                                                    quantization.mode)
         return ExportOutput(
             model_file=MODEL_FILE,
             files=(MODEL_FILE,),
@@ -46,6 +49,7 @@ class TFLiteExporter:
             validation_delegate="xnnpack",
             stages=stages,
             toolchain_packages=PACKAGES[bundle.framework],
+            notes={**({"input_casts": casts} if casts else {}), **weights},
         )
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: the reference models, trained once per test session on the bundled digits."""
+"""Shared fixtures: the reference models (the zoo's shipped weights, copied once per test session)."""
 
 from __future__ import annotations
 
@@ -18,16 +18,16 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def keras_model_path(models_dir: Path) -> Path:
-    from pipeline.zoo.train import train_zoo_model
+    from pipeline.zoo.materialize import materialize
 
-    return train_zoo_model("digits-cnn", "keras", models_dir / "digits-cnn-keras.keras").path
+    return materialize("digits-cnn", "keras", models_dir / "digits-cnn-keras.keras").path
 
 
 @pytest.fixture(scope="session")
 def torch_model_path(models_dir: Path) -> Path:
-    from pipeline.zoo.train import train_zoo_model
+    from pipeline.zoo.materialize import materialize
 
-    return train_zoo_model("digits-cnn", "torch", models_dir / "digits-cnn-torch.pt2").path
+    return materialize("digits-cnn", "torch", models_dir / "digits-cnn-torch.pt2").path
 
 
 @pytest.fixture(scope="session")
@@ -75,9 +75,17 @@ def artifacts(model_paths, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def mobilenet_paths(models_dir: Path) -> dict[str, Path]:
-    """The MobileNetV2-class zoo model trained in both frameworks (about 1-2 minutes each)."""
-    from pipeline.zoo.train import train_zoo_model
+    """The MobileNetV2-class zoo model in both frameworks (shipped weights; trained only if none ship)."""
+    from pipeline.zoo.materialize import materialize
 
-    return {framework: train_zoo_model("mobilenet-v2-shapes", framework,
-                                       models_dir / f"mobilenet-v2-shapes-{framework}.{suffix}").path
+    return {framework: materialize("mobilenet-v2-shapes", framework,
+                                   models_dir / f"mobilenet-v2-shapes-{framework}.{suffix}").path
             for framework, suffix in (("keras", "keras"), ("torch", "pt2"))}
+
+
+@pytest.fixture(scope="session")
+def minilm_path(models_dir: Path) -> Path:
+    """The pretrained all-MiniLM-L6-v2 encoder exported to .pt2 with its card (about 10-20 s, 90 MB)."""
+    from pipeline.zoo.materialize import materialize
+
+    return materialize("minilm-l6", "torch", models_dir / "minilm-l6-torch.pt2").path

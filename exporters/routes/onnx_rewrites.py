@@ -1,7 +1,8 @@
-"""Rewrites of onnx2fx's FX graph so that torch.export and XNNPACK see the ops they take.
+"""Graph rewrites that let the ONNX bridges' converters take a model.
 
-Each takes and returns a torch.fx.GraphModule, rewritten in place; `REWRITES` is the order the
-Keras/SavedModel -> ExecuTorch bridge applies them in.
+`REWRITES`: onnx2fx's FX graph for torch.export and XNNPACK (each takes and returns a torch.fx.GraphModule,
+rewritten in place), in the order the Keras/SavedModel -> ExecuTorch bridge applies them.
+`ONNX_TO_TF_REWRITES`: the ONNX graph (ModelProto, rewritten in place) before onnx2tf, for PyTorch -> TF.js.
 """
 
 from __future__ import annotations
@@ -118,3 +119,30 @@ def channels_first_global_mean(module: Any) -> Any:
 
 
 REWRITES = (inline_shape_constants, gemm_to_linear, scalar_clamp_bounds, channels_first_global_mean)
+
+
+def reduce_l2_as_sum_of_squares(model_proto: Any) -> Any:
+    """Rewrite ReduceL2(x, axes) as Sqrt(ReduceSum(x * x, axes)), same attributes.
+
+    onnx2tf 1.28 hands ReduceL2's axis to tf.norm as a numpy integer, which tf.norm refuses ("'axis' must be
+    None, an integer, or a tuple of 2 unique integers"); F.normalize (an L2-normalized embedding) exports as it.
+    """
+    from onnx import helper
+
+    graph = model_proto.graph
+    nodes = []
+    for node in graph.node:
+        if node.op_type != "ReduceL2":
+            nodes.append(node)
+            continue
+        square, summed = f"{node.name}_square", f"{node.name}_sum_of_squares"
+        reduce = helper.make_node("ReduceSum", [square, *node.input[1:]], [summed], name=summed)
+        reduce.attribute.extend(node.attribute)  # keepdims, noop_with_empty_axes mean the same for ReduceSum
+        nodes += [helper.make_node("Mul", [node.input[0], node.input[0]], [square], name=square), reduce,
+                  helper.make_node("Sqrt", [summed], list(node.output), name=node.name)]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model_proto
+
+
+ONNX_TO_TF_REWRITES = (reduce_l2_as_sum_of_squares,)

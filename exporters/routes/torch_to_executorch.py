@@ -8,10 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from exporters.base import AppliedStage
-from exporters.routes.calibration import calibration_samples
+from exporters.routes.calibration import calibration_feed, example_feed, per_sample, torch_args
 from pipeline.core.bundle import ModelBundle
 from pipeline.core.errors import ExportError, converter_errors, first_line
 from pipeline.core.records import DelegationReport
@@ -22,15 +20,10 @@ TARGET = "executorch"
 PT2E_TOOL = "PT2E (XNNPACKQuantizer)"
 
 
-def example_args(bundle: ModelBundle) -> tuple[Any, ...]:
-    """A batch-1 example with default (row-major) strides, from real data when there is some."""
-    import torch
-
-    data = bundle.eval_data or bundle.calibration_data
-    if data is not None:
-        # a fresh array: a user's view can carry a 0 stride on a size-1 axis (x[:, None]), which lowering refuses
-        return (torch.from_numpy(np.array(data.x[:1], dtype=np.float32, order="C", copy=True)),)
-    return (torch.zeros([1, *bundle.input_spec.shape[1:]], dtype=torch.float32),)
+def example_args(bundle: ModelBundle, route: str = ROUTE) -> tuple[Any, ...]:
+    """One batch-1 tensor per input, in input order and dtype, with standard strides (real data when there is
+    some); UnsupportedRouteError naming an input whose dynamic dimension no data fixes."""
+    return torch_args(example_feed(bundle, route))
 
 
 def export_program(module: Any, args: tuple[Any, ...]) -> Any:
@@ -47,25 +40,52 @@ def export_program(module: Any, args: tuple[Any, ...]) -> Any:
         return torch.export.export(module, args)
 
 
+def xnnpack_quantizer() -> Any:
+    """ExecuTorch's XNNPACKQuantizer, keeping integer arithmetic integer.
+
+    Before annotating, it turns every scalar operand of add/mul into a float32 constant, so integer index
+    arithmetic (arange(n) + 0, as transformers builds attention masks) turns float and indexing then fails
+    ("tensors used as indices must be long"). Constants it made for an integer add/mul get that integer dtype back.
+    """
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+
+    arithmetic = (torch.ops.aten.add.Tensor, torch.ops.aten.mul.Tensor)
+
+    class IntegerSafeXNNPACKQuantizer(XNNPACKQuantizer):
+        def transform_for_annotation(self, model: Any) -> Any:
+            model = super().transform_for_annotation(model)
+            for node in model.graph.nodes:
+                result = node.meta.get("val")
+                if node.target not in arithmetic or result is None or result.dtype.is_floating_point:
+                    continue
+                for arg in node.args:
+                    constant = getattr(model, arg.target) if getattr(arg, "op", "") == "get_attr" else None
+                    if constant is not None and constant.dim() == 0 and constant.is_floating_point():
+                        model.register_buffer(arg.target, constant.to(result.dtype))
+                        arg.meta["val"] = result.fake_mode.from_tensor(getattr(model, arg.target), static_shapes=True)
+            model.recompile()
+            return model
+
+    return IntegerSafeXNNPACKQuantizer()
+
+
 def _pt2e(bundle: ModelBundle, args: tuple[Any, ...], dynamic: bool, per_channel: bool = True,
           calibration: int = 0) -> Any:
     """XNNPACKQuantizer PT2E: static int8 calibrated on `calibration` real samples, or dynamic int8 (linear layers)."""
     import torch
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    samples = calibration_samples(bundle, calibration) if calibration else ()
-    quantizer = XNNPACKQuantizer().set_global(
+    samples = per_sample(calibration_feed(bundle, calibration)) if calibration else ()
+    quantizer = xnnpack_quantizer().set_global(
         get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=dynamic)
     )
     prepared = prepare_pt2e(export_program(bundle.model, args).module(), quantizer)
     with torch.no_grad():
         prepared(*args)  # weight observers need one pass even for dynamic quantization
-        for sample in samples:
-            prepared(torch.from_numpy(sample[None].copy()))
+        for sample in samples:  # real ids for integer inputs: an embedding's output range depends on them
+            prepared(*torch_args(sample))
     return convert_pt2e(prepared)
 
 

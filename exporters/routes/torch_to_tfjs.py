@@ -18,9 +18,11 @@ from typing import Any
 from exporters.base import AppliedStage
 from exporters.routes import tf_to_tfjs, torch_to_executorch
 from exporters.routes.onnx_common import OPSET, first_line, on_ops, step_failed, strip_colours
+from exporters.routes.onnx_rewrites import ONNX_TO_TF_REWRITES
 from pipeline.core.bundle import ModelBundle, SourceInfo, TensorSpec
 from pipeline.core.datasets import Dataset
 from pipeline.core.errors import ConfigError, ExportError, PipelineError, converter_errors
+from pipeline.core.tensors import as_outputs
 from quantize import QuantizationConfig, handler_for, register_handler
 
 INPUT_LAYOUTS = ("NHWC", "NCHW")
@@ -38,8 +40,19 @@ def _check_layout(input_layout: str) -> None:
         raise ConfigError(f"input_layout '{input_layout}' is not known. Options: {', '.join(INPUT_LAYOUTS)}.")
 
 
+def _output_names(module: Any, args: tuple[Any, ...]) -> list[str]:
+    """output_0, output_1, ... zero-padded so that sorting them by name (the SavedModel signature's order)
+    keeps the torch model's order."""
+    import torch
+
+    with torch.no_grad():
+        count = len(as_outputs(module(*args)))
+    return [f"output_{i:0{len(str(count - 1))}d}" for i in range(count)]
+
+
 def torch_to_onnx(bundle: ModelBundle) -> Any:
-    """Step 1/3: the torch model as an in-memory ONNX ModelProto (dynamo exporter, batch 1)."""
+    """Step 1/3: the torch model as an in-memory ONNX ModelProto (dynamo exporter, batch 1); its inputs carry the
+    model's input names, its outputs output_0, output_1, ... in the model's order."""
     import torch
 
     # torch.onnx warns once per op it could register for torchvision, which is not installed (and not needed)
@@ -54,10 +67,29 @@ def torch_to_onnx(bundle: ModelBundle) -> Any:
             "if torch.export cannot trace forward(), remove data-dependent Python control flow.",
         )
 
+    args = torch_to_executorch.example_args(bundle, TORCH_TO_TFJS_NCHW_ROUTE)
     with converter_errors(failed, "torch.onnx.export"):
-        program = torch.onnx.export(bundle.model, torch_to_executorch.example_args(bundle), dynamo=True,
-                                    opset_version=OPSET, verbose=False)
+        program = torch.onnx.export(bundle.model, args, dynamo=True, opset_version=OPSET, verbose=False,
+                                    input_names=list(bundle.input_names),
+                                    output_names=_output_names(bundle.model, args))
     return program.model_proto
+
+
+# onnx2tf's ERROR lines that only point at its docs, or at the trace log printed between them
+_ONNX2TF_ADVICE = re.compile(r"trace log is below|input_onnx_file_path|onnx_op_name|Read this and deal|"
+                             r"Alternatively, if the input|If the input OP|Also, for models|^\s*$")
+
+
+def _onnx2tf_detail(exc: BaseException, log: str) -> str:
+    """What onnx2tf said went wrong: its first ERROR line that is not advice, else the exception's own reason."""
+    errors = [line.removeprefix("ERROR:").strip() for line in strip_colours(log).splitlines() if line.startswith("ERROR:")]
+    errors = [line for line in errors if not _ONNX2TF_ADVICE.search(line)]
+    if errors:
+        return errors[0][:400]
+    # a TF op's failure reads 'Exception encountered when calling layer "tf.norm" ...' and then the reason
+    layer = re.search(r'calling layer "([\w.]+)"', str(exc))
+    reason = first_line(exc, r"^(?!Exception encountered)")
+    return f"{layer.group(1)}: {reason}" if layer and layer.group(1) not in reason else reason
 
 
 def onnx_to_tf_saved_model(model_proto: Any, out_dir: Path, input_layout: str = "NHWC") -> Path:
@@ -71,13 +103,18 @@ def onnx_to_tf_saved_model(model_proto: Any, out_dir: Path, input_layout: str = 
 
     # it sets TF_USE_LEGACY_KERAS=1 at import; so would find_spec below, which imports the package first
     onnx2tf = import_keeping_keras3("onnx2tf")
+    for rewrite in ONNX_TO_TF_REWRITES:
+        model_proto = rewrite(model_proto)
     missing = [n.op_type for n in model_proto.graph.node if importlib.util.find_spec(f"onnx2tf.ops.{n.op_type}") is None]
     if missing:
         raise step_failed(TORCH_TO_TFJS, "2/3 (onnx2tf)", on_ops(missing), "onnx2tf has no converter for it",
                           "Replace the op in the model, or export to tflite (litert-torch route) instead.")
 
     log = io.StringIO()
-    keep = [model_proto.graph.input[0].name] if input_layout == "NCHW" else None
+    # onnx2tf moves every 3-D to 5-D input to channels-last unless told to keep it
+    keep = [i.name for i in model_proto.graph.input if 3 <= len(i.type.tensor_type.shape.dim) <= 5] \
+        if input_layout == "NCHW" else None
+    keep = keep or None
     try:
         with contextlib.redirect_stdout(log):  # onnx2tf and tf_keras print progress and errors
             onnx2tf.convert(onnx_graph=model_proto, output_folder_path=str(out_dir), output_signaturedefs=True,
@@ -86,9 +123,7 @@ def onnx_to_tf_saved_model(model_proto: Any, out_dir: Path, input_layout: str = 
         node = getattr(exc, "onnx_op_name", None)
         node = re.sub("^wa/", "/", node) if node else None  # onnx2tf's own renaming of node names
         op = next((n.op_type for n in model_proto.graph.node if n.name.replace(":", "_") == node), None)
-        errors = [line for line in strip_colours(log.getvalue()).splitlines() if line.startswith("ERROR:")]
-        detail = errors[0].removeprefix("ERROR:").strip() if errors else first_line(exc)
-        raise step_failed(TORCH_TO_TFJS, "2/3 (onnx2tf)", on_ops([op or node]), detail[:400],
+        raise step_failed(TORCH_TO_TFJS, "2/3 (onnx2tf)", on_ops([op or node]), _onnx2tf_detail(exc, log.getvalue()),
                           "Replace the op in the model, or export to tflite (litert-torch route) instead.") from None
     if not (out_dir / "saved_model.pb").is_file():
         raise step_failed(TORCH_TO_TFJS, "2/3 (onnx2tf)", "", f"no saved_model.pb in {out_dir}",
@@ -117,6 +152,8 @@ def saved_model_bundle(bundle: ModelBundle, saved_model: Path, layout: str) -> M
     from pipeline.intake.keras_intake import load_saved_model
 
     loaded, specs = load_saved_model(saved_model)
+    order = {name: i for i, name in enumerate(bundle.input_names)}  # the signature's own order is arbitrary
+    specs = tuple(sorted(specs, key=lambda s: order.get(s.name, len(order))))
     splits = {f.name: _in_layout(value, layout) for f in fields(bundle)
               if isinstance(value := getattr(bundle, f.name), Dataset)}
     return replace(
@@ -142,9 +179,59 @@ def convert_torch_to_tfjs(
         saved = torch_to_tf_saved_model(bundle, Path(scratch), input_layout)
         tf_bundle = saved_model_bundle(bundle, saved, artifact_layout(bundle, input_layout))
         try:
-            return tf_to_tfjs.convert_tf_to_tfjs(tf_bundle, out_dir, quantization, shard_size_bytes)
+            try:
+                return tf_to_tfjs.convert_tf_to_tfjs(tf_bundle, out_dir, quantization, shard_size_bytes)
+            except ExportError as exc:
+                if "_Mkl" not in str(exc):
+                    raise
+                return _tfjs_without_onednn(saved, out_dir, quantization, shard_size_bytes)
         except ExportError as exc:
             raise ExportError(f"{TORCH_TO_TFJS} step 3/3 (TF.js converter) failed: {exc}") from None
+
+
+_CHILD_STEP3 = """
+import json, sys
+from pathlib import Path
+from exporters.routes.tf_to_tfjs import convert_tf_to_tfjs
+from pipeline.core.errors import PipelineError
+from pipeline.intake import load_model
+from quantize import quantization_config
+saved, out_dir, mode, options, shard = json.loads(sys.argv[1])
+try:
+    stages = convert_tf_to_tfjs(load_model(saved), Path(out_dir), quantization_config(mode, **options), shard)
+    print(json.dumps({"stages": [stage.to_json() for stage in stages]}))
+except PipelineError as exc:
+    print(json.dumps({"error": str(exc)}))
+"""
+
+
+def _tfjs_without_onednn(saved: Path, out_dir: Path, quantization: QuantizationConfig,
+                         shard_size_bytes: int) -> tuple[AppliedStage, ...]:
+    """Step 3 again in a fresh process with TensorFlow's oneDNN ops off.
+
+    With oneDNN on (the default on x86 Linux), the converter's grappler pass fuses layer norm into
+    _MklLayerNorm, a kernel TF.js lacks; TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, at import.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parents[2])  # where `exporters` is imported from, for the child
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TFDF_DISABLE_WELCOME_MESSAGE": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
+    options = {k: v for k, v in quantization.to_json().items() if k != "mode"}
+    request = json.dumps([str(saved), str(out_dir), quantization.mode, options, shard_size_bytes])
+    done = subprocess.run([sys.executable, "-c", _CHILD_STEP3, request], env=env, capture_output=True, text=True,
+                          check=False)
+    sys.stderr.write(done.stderr)  # the framework log, where the console sends it
+    answer = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 and done.stdout.strip() else None
+    if answer is None:
+        raise RuntimeError(f"The TF.js converter process (oneDNN off) exited {done.returncode}: "
+                           f"{done.stderr.strip().splitlines()[-1:] or 'no output'}")
+    if "error" in answer:
+        raise ExportError(answer["error"])
+    return tuple(AppliedStage(s["name"], s["config"], s["tool"], s.get("effect", {})) for s in answer["stages"])
 
 
 def _nchw(

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from exporters.base import AppliedStage
-from exporters.routes.calibration import calibration_samples
+from exporters.routes.calibration import calibration_feed, example_feed, per_sample, torch_args
 from exporters.routes.tflite_quantizer import quantize_float_model
 from pipeline.core.bundle import ModelBundle
 from pipeline.core.errors import ExportError, converter_errors, tensorflow_errors
@@ -20,13 +20,27 @@ TARGET = "tflite"
 
 
 def _sample_args(bundle: ModelBundle) -> tuple[Any, ...]:
-    """A batch-1 example for tracing: a real sample when the bundle has data."""
-    import torch
+    """One batch-1 tensor per input for tracing (real samples when the bundle has data), in input order."""
+    return torch_args(example_feed(bundle, ROUTE))
 
-    data = bundle.eval_data or bundle.calibration_data
-    if data is not None:
-        return (torch.from_numpy(np.ascontiguousarray(data.x[:1], dtype=np.float32)),)
-    return (torch.zeros([1, *bundle.input_spec.shape[1:]], dtype=torch.float32),)
+
+def input_casts(bundle: ModelBundle, model_file: Path) -> dict[str, str]:
+    """Integer and bool inputs whose dtype the converter changed (litert-torch turns int64 into int32), as
+    name -> 'int64->int32': data must be cast to feed the artifact. (A float input quantized by int8 is not listed:
+    its scale and zero point are in the artifact's signature.)
+
+    The artifact's inputs are matched to the model's by position: litert-torch names them args_0, args_1, ...
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(model_file))
+    signature = interpreter.get_signature_runner().get_input_details()
+    details = [signature.get(f"args_{i}") for i in range(len(bundle.inputs))]
+    if None in details:
+        details = sorted(interpreter.get_input_details(), key=lambda d: d["index"])
+    return {spec.name: f"{spec.dtype}->{np.dtype(detail['dtype']).name}"
+            for spec, detail in zip(bundle.inputs, details, strict=False)
+            if not spec.is_float and np.dtype(detail["dtype"]).name != spec.dtype}
 
 
 def _convert(module: Any, args: tuple[Any, ...], model_file: Path, **kwargs: Any) -> None:
@@ -51,14 +65,14 @@ def _pt2e_int8(bundle: ModelBundle, args: tuple[Any, ...], config: Int8StaticCon
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    samples = calibration_samples(bundle, config.calibration_samples)
+    samples = per_sample(calibration_feed(bundle, config.calibration_samples))
     quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
         pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=config.per_channel, is_dynamic=False)
     )
     prepared = prepare_pt2e(torch.export.export(bundle.model, args).module(), quantizer)
     with torch.no_grad():
-        for sample in samples:
-            prepared(torch.from_numpy(sample[None]))
+        for sample in samples:  # real ids for integer inputs: an embedding's output range depends on them
+            prepared(*torch_args(sample))
     return convert_pt2e(prepared, fold_quantize=False), QuantConfig(pt2e_quantizer=quantizer)
 
 

@@ -50,14 +50,27 @@ def _save_torch(model: Any, path: Path, example: np.ndarray) -> None:
         torch.export.save(program, str(tmp))
 
 
-def train_zoo_model(name: str, framework: str, out: Path | None = None, seed: int | None = None) -> TrainedModel:
-    """Build, train (fixed seeds and split) and save zoo model `name` for `framework`."""
+def checked_model_path(name: str, framework: str, out: Path | None) -> Path:
+    """Where zoo model `name` goes for `framework` (default path when `out` is None); ConfigError for a bad pair."""
     entry = ZOO.get(name)
     if framework not in entry.builders:
         raise ConfigError(f"Zoo model '{name}' has no '{framework}' version. Available: {', '.join(entry.builders)}.")
     out = out or default_model_path(name, framework)
     if out.suffix != MODEL_SUFFIX[framework]:
         raise ConfigError(f"--out {out}: a {framework} model is saved as '{MODEL_SUFFIX[framework]}'; rename the file.")
+    return out
+
+
+def train_zoo_model(name: str, framework: str, out: Path | None = None, seed: int | None = None) -> TrainedModel:
+    """Build, train (fixed seeds and split) and save zoo model `name` for `framework`.
+
+    A pretrained entry has nothing to train: ConfigError pointing at `materialize`.
+    """
+    out = checked_model_path(name, framework, out)
+    entry = ZOO.get(name)
+    if entry.pretrained is not None:
+        raise ConfigError(f"Zoo model '{name}' is pretrained; there is nothing to train. Materialize it with "
+                          f"pipeline.zoo.materialize.materialize('{name}', '{framework}', path).")
     config = entry.train_config if seed is None else TrainConfig(**{**entry.train_config.__dict__, "seed": seed})
     splits = load_dataset(entry.dataset, seed=config.seed)
     layout = LAYOUT[framework]

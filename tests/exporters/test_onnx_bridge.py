@@ -35,7 +35,7 @@ def test_torch_to_tfjs_takes_nhwc_and_agrees_in_node(torch_bundle, tmp_path):
     assert stages == ()
     assert "TF_USE_LEGACY_KERAS" not in os.environ  # onnx2tf sets it at import; the bridge must undo that
     session = TFJSNodeRuntime().load(tmp_path / "model.json", "wasm")
-    assert session.input_shape == (1, 8, 8, 1)  # onnx2tf moves the input to NHWC
+    assert session.input_signatures()[0].shape == (1, 8, 8, 1)  # onnx2tf moves the input to NHWC
     outputs = session.run(torch_bundle.eval_data.in_layout("NHWC").x)
     assert session.delegate == "wasm"
     _assert_agrees(outputs, torch_bundle.predict(torch_bundle.eval_data.x))
@@ -44,7 +44,7 @@ def test_torch_to_tfjs_takes_nhwc_and_agrees_in_node(torch_bundle, tmp_path):
 def test_torch_to_tfjs_can_keep_the_nchw_input(torch_bundle, tmp_path):
     torch_to_tfjs.convert_torch_to_tfjs(torch_bundle, tmp_path, quantization_config("none"), input_layout="NCHW")
     session = TFJSNodeRuntime().load(tmp_path / "model.json", "cpu")
-    assert session.input_shape == (1, 1, 8, 8)
+    assert session.input_signatures()[0].shape == (1, 1, 8, 8)
     _assert_agrees(session.run(torch_bundle.eval_data.x), torch_bundle.predict(torch_bundle.eval_data.x))
 
 
