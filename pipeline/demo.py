@@ -13,7 +13,8 @@ from pipeline.export import ExportResult, export_bundle
 from pipeline.intake import load_model
 from pipeline.intake.card import card_path
 from pipeline.zoo import ZOO
-from pipeline.zoo.train import default_model_path, train_zoo_model
+from pipeline.zoo.materialize import materialize
+from pipeline.zoo.train import default_model_path
 from quantize import quantization_config
 
 HEADERS = ["model", "framework", "target", "quantize", "bytes", "gzip bytes", "vs fp32", "task metric",
@@ -33,7 +34,8 @@ class DemoRow:
 
 def ensure_trained(name: str, framework: str, models_dir: Path, retrain: bool,
                    out: Callable[[str], None] = lambda line: None) -> Path:
-    """The zoo model's path, training it first (and saying so on `out`) unless a trained copy with a card exists."""
+    """The zoo model's path, written first (the shipped weights copied, a pretrained model exported, or trained with
+    `retrain`; said on `out`) unless a copy with a card exists."""
     path = default_model_path(name, framework, models_dir)
 
     def missing() -> bool:
@@ -45,9 +47,8 @@ def ensure_trained(name: str, framework: str, models_dir: Path, retrain: bool,
     # not lock_path(path): the training writes the model through staged_file, which takes that one
     with exclusive_lock(path.parent / f".{path.name}.train.lock", on_wait=waiting) as waited:
         if (retrain and not waited) or missing():  # a concurrent sweep may have trained it meanwhile
-            out(f"train  {name}/{framework}: not in {models_dir}, training it (first run only)")
-            trained = train_zoo_model(name, framework, path)
-            out(f"train  {name}/{framework}: test accuracy {trained.test_accuracy:.2%} in {trained.train_seconds:.0f}s")
+            done = materialize(name, framework, path, retrain=retrain)
+            out(f"model  {name}/{framework}: {done.describe()}")
     return path
 
 

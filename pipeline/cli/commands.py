@@ -87,13 +87,13 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pipeline.zoo.train import default_model_path, train_zoo_model
+    from pipeline.zoo.materialize import materialize
+    from pipeline.zoo.train import default_model_path
 
     out = Path(args.out) if args.out else default_model_path(args.name, args.framework, Path(args.workspace) / "models")
     with framework_output(args):
-        trained = train_zoo_model(args.name, args.framework, out, args.seed)
-    print(f"Trained {args.name} ({trained.framework}) in {trained.train_seconds:.1f} s: "
-          f"test accuracy {trained.test_accuracy:.2%}. Saved {trained.path} (+ card).")
+        done = materialize(args.name, args.framework, out, retrain=True, seed=args.seed)
+    print(done.describe())
     return 0
 
 

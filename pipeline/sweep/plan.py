@@ -98,7 +98,8 @@ def build_plan(recipe: Recipe) -> Plan:
     exports, refused = _partition(
         (ExportCell(model, variant, target)
          for model in recipe.models for variant in recipe.variants for target in recipe.targets
-         if (not variant.targets or target in variant.targets) and (not model.variants or variant.name in model.variants)),
+         if (not variant.targets or target in variant.targets) and (not model.variants or variant.name in model.variants)
+         and (not model.targets or target in model.targets)),
         _route_expresses,
     )
     benches, unmeasurable = _partition(

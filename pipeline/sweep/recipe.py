@@ -13,7 +13,7 @@ RECIPE_VERSION = 1
 DEFAULT_RECIPE = Path(__file__).with_name("default_recipe.yaml")
 # A model entry's keys in YAML: a zoo name (with the frameworks to build) or a file with its data (ModelSpec)
 MODEL_KEYS = ("zoo", "framework", "frameworks", "path", "eval_data", "calibration", "train_data", "input_spec",
-              "task", "variants", "devices")
+              "task", "variants", "targets", "devices")
 DATA_KEYS = ("eval_data", "calibration", "train_data")
 
 
@@ -30,6 +30,7 @@ class ModelSpec:
     input_spec: str | None = None
     task: str | None = None
     variants: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
 
 
@@ -129,7 +130,7 @@ def _models(raw: list[Any], errors: _Errors) -> list[ModelSpec]:
             item = {"zoo": item}
         item = _mapping(item, path, errors)
         _check_keys(item, set(MODEL_KEYS), path, errors)
-        limits = {key: tuple(str(v) for v in item.get(key) or ()) for key in ("variants", "devices")}
+        limits = {key: tuple(str(v) for v in item.get(key) or ()) for key in ("variants", "targets", "devices")}
         if "task" in item:
             from pipeline.validation import TASKS
 
@@ -269,6 +270,9 @@ def parse_recipe(data: Any, name: str = "recipe") -> Recipe:
         for name in model.variants:
             if name not in variant_names:
                 errors.unknown(f"models[{model.name}].variants", "variant", name, variant_names)
+        for name in model.targets:
+            if name not in targets:
+                errors.unknown(f"models[{model.name}].targets", "target (of the recipe's targets)", name, targets)
         for name in model.devices:
             if name not in devices:
                 errors.unknown(f"models[{model.name}].devices", "device (of the recipe's devices)", name, devices)
@@ -354,6 +358,7 @@ def recipe_schema() -> dict[str, Any]:
             "input_spec": {"type": "string", "description": "name:shape:dtype per input, e.g. ids:1x128:int64"},
             "task": {"type": "string", "enum": list(TASKS), "description": "how validation judges the outputs"},
             "variants": {"type": "array", "items": {"type": "string"}, "description": "only these variants"},
+            "targets": {"type": "array", "items": target, "description": "only these targets"},
             "devices": {"type": "array", "items": {"enum": PROFILES.names()}, "description": "only these devices"},
         },
         "additionalProperties": False, "anyOf": [{"required": ["zoo"]}, {"required": ["path"]}],
