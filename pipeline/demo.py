@@ -79,7 +79,7 @@ def run_demo(workspace: Path, retrain: bool = False, models: list[str] | None = 
     from exporters import EXPORTERS, modes_for
 
     rows = []
-    for name in models or ZOO.names():
+    for name in models or [n for n in ZOO.names() if ZOO.get(n).pretrained is None]:  # pretrained: ask by name
         entry = ZOO.get(name)
         for framework in entry.builders:
             bundle = load_model(str(ensure_trained(name, framework, workspace / "models", retrain)))

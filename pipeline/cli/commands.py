@@ -81,8 +81,10 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         _print_json([{"name": name, "dataset": e.dataset, "frameworks": list(e.builders),
                       "min_test_accuracy": e.min_test_accuracy, "description": e.description} for name, e in ZOO.items()])
         return 0
-    rows = [(name, e.dataset, ", ".join(e.builders), f"{e.min_test_accuracy:.0%}", e.description) for name, e in ZOO.items()]
-    print(format_table(["model", "dataset", "frameworks", "min accuracy", "description"], rows))
+    rows = [(name, e.dataset, ", ".join(e.builders), e.task,
+             "pretrained" if e.pretrained is not None else f"{e.min_test_accuracy:.0%}", e.description)
+            for name, e in ZOO.items()]
+    print(format_table(["model", "dataset", "frameworks", "task", "min accuracy", "description"], rows))
     return 0
 
 
