@@ -109,7 +109,7 @@ def test_eval_data_of_the_wrong_shape(keras_model_path, tmp_path, capsys):
     data = tmp_path / "wrong.npz"
     np.savez(data, x=np.zeros((5, 28, 28, 1), np.float32))
     assert main(["export", str(keras_model_path), "--eval-data", str(data), "--out", str(tmp_path / "out")]) == 2
-    assert "samples of shape [28, 28, 1] but input" in capsys.readouterr().err
+    assert "samples of shape [28, 28, 1] for input 'image'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", [["zoo"], ["routes"]])
