@@ -194,18 +194,19 @@ def quantization_config(mode: str, **options: Any) -> QuantizationConfig:
         raise ConfigError(f"Invalid options for quantization mode '{mode}': {exc}.") from None
 
 
-# Embedding and dense bounds, against the worst of the zoo's digits CNN and MobileNet (Keras and PyTorch; logits,
-# penultimate features, L2-normalised embeddings, feature maps), a ViT-like logits classifier and a text encoder
-# with two int64 inputs, on LiteRT and ExecuTorch. Worst measured -- float32: 127 dB, cosine 1.0, neighbours 1.0;
-# fp16: 64 dB, neighbours 0.997; int8 weights: 40.8 dB, cosine mean 0.99996 / worst 0.9996, neighbours 0.96;
-# int8: 27.9 dB, cosine 0.9992 / 0.988, neighbours 0.82 (MobileNet features on ExecuTorch); qat-int8 logits: 19.6 dB.
-# Neighbour agreement is the most sensitive: samples of one class crowd together, so small moves swap neighbours.
-# max_relative_l2 stays unchecked: it is the SQNR bound in other units, for whoever prefers them.
+# Embedding and dense bounds, set under the worst of: the zoo's digits CNN and MobileNet (Keras and PyTorch; logits,
+# penultimate features, L2-normalised embeddings, a feature map), a ViT-like logits classifier, a small text encoder
+# and all-MiniLM-L6-v2, on LiteRT, ExecuTorch and TF.js. Worst measured -- float32: 123 dB, cosine 1.0, neighbours
+# 1.0; fp16: 60.5 dB, neighbours 0.995; 8-bit weights: 24.4 dB, cosine mean 0.998 / worst 0.9965 (MiniLM on
+# LiteRT), neighbours 0.935; int8: 21.8 dB (MobileNet feature map on ExecuTorch), cosine 0.9992 / 0.987, neighbours
+# 0.82; qat-int8 logits: 19.6 dB. MiniLM in full int8 fails, as it should: cosine mean 0.87 (ExecuTorch) and 0.95
+# (LiteRT), neighbours 0.69 and 0.80. Neighbour agreement is the most sensitive: samples of one class crowd
+# together, so small moves swap neighbours. max_relative_l2 stays unchecked: it is the SQNR bound in other units.
 _FLOAT16 = Tolerance(max_abs_error=1e-2, min_top1_agreement=0.99, max_accuracy_drop=0.01, min_cosine_mean=0.999,
                      min_cosine_worst=0.99, min_neighbour_agreement=0.95, min_sqnr_db=30.0)
 # 8-bit weights: one boundary sample of 600 moved by 0.15 on the MobileNet (TF.js uint8, 99.7% agreement)
 _INT8_WEIGHTS = Tolerance(max_abs_error=0.2, min_top1_agreement=0.97, max_accuracy_drop=0.015, min_cosine_mean=0.995,
-                          min_cosine_worst=0.98, min_neighbour_agreement=0.85, min_sqnr_db=25.0)
+                          min_cosine_worst=0.98, min_neighbour_agreement=0.85, min_sqnr_db=20.0)
 
 register_technique(NoQuantization, Tolerance(max_abs_error=1e-4, min_top1_agreement=0.99, max_accuracy_drop=0.005))
 register_technique(Fp16Config, _FLOAT16)

@@ -103,9 +103,10 @@ def match_outputs(source: Sequence[np.ndarray], artifact: Sequence[np.ndarray]) 
 
 
 def _number(value: float, bound: float) -> str:
-    """`value` with enough digits to tell it from `bound`."""
-    for digits in range(3, 10):
-        if float(text := f"{value:.{digits}g}") != bound:
+    """`value` with enough digits to show on which side of `bound` it lies (0.99957 < 0.9999, not 1 < 0.9999)."""
+    for digits in range(3, 12):
+        shown = float(text := f"{value:.{digits}g}")
+        if shown != bound and (shown < bound) == (value < bound):
             return text
     return repr(value)
 

@@ -144,6 +144,8 @@ def test_embeddings_pass_and_fail_on_cosine_mean_and_worst():
     assert one_off.failures == ("cosine_worst 0.9 < 0.95 (output 'embedding')",)
     far = compare_outputs(embedding, _rotated(embedding, np.full(100, 0.98)), None, tolerance_for("int8"))
     assert "cosine_mean 0.98 < 0.99 (output 'output_0')" in far.failures
+    near = compare_outputs(embedding, _rotated(embedding, np.full(100, 0.99957)), None, tolerance_for("none"))
+    assert near.failures[0] == "cosine_mean 0.9996 < 0.9999 (output 'output_0')"  # never "1 < 0.9999"
 
 
 def test_neighbour_agreement_counts_the_neighbours_kept():
