@@ -38,7 +38,7 @@ def test_default_recipe_is_valid_and_covers_the_grid():
     assert {c.model.name for c in plan.exports} == {"digits-cnn", "mobilenet-v2-shapes", "minilm-l6"}
     minilm = [c for c in plan.exports if c.model.name == "minilm-l6"]
     assert {(c.variant.quantize, c.target) for c in minilm} == {
-        (mode, target) for mode in ("none", "dynamic-int8", "int8") for target in ("tflite", "executorch")}
+        (mode, target) for mode in ("none", "dynamic-int8") for target in ("tflite", "executorch")}
     assert {b.device for b in plan.benches if b.export.model.name == "minilm-l6"} == {"host", "pixel-3a-1t"}
     assert not [c for c in plan.exports if c.variant.name == "dynamic-int8" and c.model.name != "minilm-l6"]
     assert {c.variant.quantize for c in plan.exports} >= {"none", "fp16", "int8", "qat-int8"}
