@@ -86,7 +86,7 @@ class Progress:
 
 
 def model_reference(model: ModelSpec, workspace: Path, out: Callable[[str], None] = lambda line: None) -> str:
-    """The intake reference of a recipe model, training a zoo model first when needed."""
+    """The intake reference of a recipe model, writing a zoo model first when needed (shipped weights copied, pretrained exported)."""
     if model.path:
         return model.path
     from pipeline.demo import ensure_trained
@@ -127,7 +127,7 @@ def dry_run(recipe: Recipe, workspace: Path, store_path: Path, out: Callable[[st
         cached_exports = {row["key"] for row in store.execute("SELECT key FROM exports WHERE status='ok'")}
     for cell in plan.exports:
         reference, sha = hashes[cell.model]
-        state = "needs training" if sha is None else ("cached" if cell.key(sha) in cached_exports else "to do")
+        state = "model not in the workspace yet" if sha is None else ("cached" if cell.key(sha) in cached_exports else "to do")
         out(f"  export {cell.label()}: {state}")
     for cell in plan.benches:
         out(f"  bench  {cell.label()}")
