@@ -24,22 +24,9 @@ from pipeline.core.tensors import (
     slice_feed,
 )
 
-__all__ = ["FRAMEWORKS", "ModelBundle", "SourceInfo", "TensorSpec", "run_feed_in_batches", "run_in_batches"]
+__all__ = ["FRAMEWORKS", "ModelBundle", "SourceInfo", "TensorSpec", "run_feed_in_batches"]
 
 FRAMEWORKS = ("keras", "torch")
-
-
-def run_in_batches(
-    predict: Callable[[Any, np.ndarray], np.ndarray],
-    model: Any,
-    x: np.ndarray,
-    batch_size: int,
-    static_batch: int | None = None,
-) -> np.ndarray:
-    """Call `predict(model, chunk)` over one array `x`; a static batch size is honoured by padding."""
-    outputs = run_feed_in_batches(lambda m, feed: [predict(m, next(iter(feed.values())))], model, {"x": x},
-                                  batch_size, static_batch)
-    return outputs[0]
 
 
 def run_feed_in_batches(
@@ -133,8 +120,8 @@ class ModelBundle:
             return self
         sample = {spec.name: np.zeros((self.static_batch or 1, *[d or 1 for d in spec.shape[1:]]), spec.dtype)
                   for spec in self.inputs}
-        if self.eval_data is not None:
-            sample = slice_feed(self.feed(self.eval_data), 0, self.static_batch or 1)
+        if self.eval_data is not None:  # bind only the one sample that runs
+            sample = bind_feed(self.inputs, slice_feed(self.eval_data.inputs, 0, self.static_batch or 1), "input")
         names = OUTPUT_NAMES.get(self.framework)(self.model) if self.framework in OUTPUT_NAMES else ()
         outputs = PREDICTORS.get(self.framework)(self.model, sample)
         specs = tuple(

@@ -34,10 +34,10 @@ def to_dataset(data: Any, specs: TensorSpec | Sequence[TensorSpec], what: str) -
     elif isinstance(data, tuple):
         if len(data) != 2:
             raise DataError(f"{what}: a tuple must be (inputs, labels), got {len(data)} items.")
-        dataset = Dataset(what, _arrays(data[0]), _labels(data[1], data[0], specs, what), layout)
+        dataset = Dataset(what, _arrays(data[0]), _labels(data[1], data[0], what), layout)
     elif isinstance(data, Mapping):
         arrays = {name: value for name, value in data.items() if name != LABELS}
-        dataset = Dataset(what, _arrays(arrays), _labels(data.get(LABELS), arrays, specs, what), layout)
+        dataset = Dataset(what, _arrays(arrays), _labels(data.get(LABELS), arrays, what), layout)
     elif hasattr(data, "__array__") or isinstance(data, list):
         dataset = Dataset(what, _arrays(data), None, layout)
     else:
@@ -53,7 +53,7 @@ def _arrays(inputs: Any) -> Any:
     return np.asarray(inputs)
 
 
-def _labels(y: Any, inputs: Any, specs: Sequence[TensorSpec], what: str) -> np.ndarray | None:
+def _labels(y: Any, inputs: Any, what: str) -> np.ndarray | None:
     first = next(iter(inputs.values())) if isinstance(inputs, Mapping) and inputs else inputs
     return check_labels(None if y is None else np.asarray(y), len(np.asarray(first)), what)
 
