@@ -35,13 +35,11 @@ def litert_qat_quantizer() -> Any:
 
 
 def xnnpack_qat_quantizer() -> Any:
-    """ExecuTorch's XNNPACKQuantizer, symmetric per-channel int8 with fake quantization for QAT."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
+    """ExecuTorch's XNNPACKQuantizer (integer arithmetic kept integer), symmetric per-channel int8 with fake
+    quantization for QAT."""
+    from quantize.pt2e import xnnpack_int8_quantizer
 
-    return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
+    return xnnpack_int8_quantizer(per_channel=True, qat=True)
 
 
 @contextmanager

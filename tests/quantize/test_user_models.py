@@ -67,17 +67,22 @@ def classifier():
 
 @pytest.fixture(scope="module")
 def encoder():
-    """A two-input torch text encoder (int64 ids and mask -> L2-normalized 32-d embedding), no labels."""
+    """A two-input torch text encoder (int64 ids and mask -> L2-normalized 32-d embedding), no labels.
+
+    Position ids come from integer arithmetic (`arange(n) + 0`, as transformers builds them), which a
+    PT2E quantizer must keep integer."""
     import torch
 
     class TextEncoder(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.embed = torch.nn.Embedding(100, 32)
+            self.position = torch.nn.Embedding(16, 32)
             self.mlp = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.GELU(), torch.nn.Linear(64, 32))
 
         def forward(self, input_ids, attention_mask):
-            hidden = self.embed(input_ids)
+            positions = torch.arange(input_ids.shape[1]) + 0
+            hidden = self.embed(input_ids) + self.position(positions)
             hidden = hidden + self.mlp(hidden)
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
