@@ -122,7 +122,7 @@ class ModelBundle:
                   for spec in self.inputs}
         if self.eval_data is not None:  # bind only the one sample that runs
             sample = bind_feed(self.inputs, slice_feed(self.eval_data.inputs, 0, self.static_batch or 1), "input")
-        names = OUTPUT_NAMES.get(self.framework)(self.model) if self.framework in OUTPUT_NAMES else ()
+        names = OUTPUT_NAMES.get(self.framework)(self.model, sample) if self.framework in OUTPUT_NAMES else ()
         outputs = PREDICTORS.get(self.framework)(self.model, sample)
         specs = tuple(
             TensorSpec(names[i] if i < len(names) else f"output_{i}", (None, *np.shape(out)[1:]),

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.registry import Registry
-from pipeline.core.tensors import Feed, as_outputs
+from pipeline.core.tensors import Feed, as_outputs, output_names
 
 
 def predict_keras(model: Any, feed: Feed) -> list[np.ndarray]:
@@ -26,7 +26,7 @@ def natural_key(name: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def saved_model_output_names(loaded: Any) -> tuple[str, ...]:
+def saved_model_output_names(loaded: Any, feed: Feed | None = None) -> tuple[str, ...]:
     """The `serving_default` signature's outputs, in natural name order (the order the runtimes give them)."""
     return tuple(sorted(loaded.signatures["serving_default"].structured_outputs, key=natural_key))
 
@@ -50,9 +50,18 @@ def predict_torch(model: Any, feed: Feed) -> list[np.ndarray]:
     return as_outputs(result)
 
 
-def keras_output_names(model: Any) -> tuple[str, ...]:
+def keras_output_names(model: Any, feed: Feed | None = None) -> tuple[str, ...]:
     names = getattr(model, "output_names", None)
     return tuple(names) if names else ()
+
+
+def torch_output_names(model: Any, feed: Feed) -> tuple[str, ...]:
+    """The keys of a module that returns a dict or a model-output object (run once on `feed`); () for tensors."""
+    import torch
+
+    with torch.no_grad():
+        result = model(*(torch.from_numpy(np.ascontiguousarray(array)) for array in feed.values()))
+    return output_names(result)
 
 
 PREDICTORS: Registry[Callable[[Any, Feed], list[np.ndarray]]] = Registry("framework")
@@ -60,6 +69,7 @@ PREDICTORS.register("keras", predict_keras)
 PREDICTORS.register("tensorflow", predict_saved_model)
 PREDICTORS.register("torch", predict_torch)
 
-OUTPUT_NAMES: Registry[Callable[[Any], tuple[str, ...]]] = Registry("framework")
+OUTPUT_NAMES: Registry[Callable[[Any, Feed], tuple[str, ...]]] = Registry("framework")
 OUTPUT_NAMES.register("keras", keras_output_names)
 OUTPUT_NAMES.register("tensorflow", saved_model_output_names)
+OUTPUT_NAMES.register("torch", torch_output_names)

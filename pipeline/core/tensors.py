@@ -166,6 +166,16 @@ def as_outputs(result: Any) -> list[np.ndarray]:
     return [np.asarray(result)]
 
 
+def output_names(result: Any) -> tuple[str, ...]:
+    """The names `as_outputs` would give a call's result its order by: a dict's or model-output's keys, else ()."""
+    if isinstance(result, Mapping):
+        return tuple(str(key) for key in result)
+    keys = getattr(result, "keys", None)
+    if callable(keys) and not hasattr(result, "shape"):
+        return tuple(str(key) for key in keys())
+    return ()
+
+
 def single_output(outputs: Sequence[np.ndarray], names: Sequence[str] = ()) -> np.ndarray:
     """The only output of a single-output model; DataError naming them for a model with several."""
     if len(outputs) != 1:

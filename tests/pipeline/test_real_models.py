@@ -204,3 +204,21 @@ def test_an_artifact_that_outputs_nan_fails_validation_and_the_manifest_stays_st
     assert "NaN" in capsys.readouterr().err
     manifest = json.loads((out / "manifest.json").read_text(), parse_constant=lambda name: pytest.fail(name))
     assert manifest["validation"]["passed"] is False
+
+
+def test_a_torch_model_returning_a_dict_names_its_outputs_by_key():
+    import torch
+
+    from pipeline.intake.memory import bundle_from_object
+
+    class Detector(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scores = torch.nn.Linear(8, 3)
+            self.boxes = torch.nn.Linear(8, 4)
+
+        def forward(self, x):
+            return {"scores": self.scores(x).softmax(-1), "boxes": self.boxes(x)}
+
+    bundle = bundle_from_object(Detector().eval(), example_inputs=torch.zeros(1, 8)).with_outputs()
+    assert [(spec.name, spec.shape) for spec in bundle.outputs] == [("scores", (None, 3)), ("boxes", (None, 4))]
