@@ -101,7 +101,21 @@ def _write_tfjs(
     *,
     dtype_map: dict[str, Any] | None,
 ) -> tuple[AppliedStage, ...]:
-    """The handler of every mode, bound to its `dtype_map`: write `model.json` and its weight shards into `out_dir`."""
+    """The handler of every mode, bound to its `dtype_map`: write `model.json` and its weight shards into `out_dir`.
+
+    A SavedModel whose conversion meets an `_Mkl*` op (oneDNN's fusions, which TF.js lacks) is converted again
+    in a child process with oneDNN off."""
+    try:
+        return _convert(bundle, out_dir, quantization, shard_size_bytes, dtype_map)
+    except ExportError as exc:
+        saved_model = Path(bundle.source.path) if bundle.framework == "tensorflow" else None
+        if "_Mkl" not in str(exc) or saved_model is None or os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
+            raise
+        return _convert_without_onednn(saved_model, out_dir, quantization, shard_size_bytes)
+
+
+def _convert(bundle: ModelBundle, out_dir: Path, quantization: QuantizationConfig, shard_size_bytes: int,
+             dtype_map: dict[str, Any] | None) -> tuple[AppliedStage, ...]:
     # tensorflowjs imports tensorflow_decision_forests, whose welcome banner imports IPython
     # (not installed) whenever stdout is not a terminal (pytest, Streamlit, pipes).
     os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
@@ -122,6 +136,51 @@ def _write_tfjs(
     if quantization.mode == "none":
         return ()
     return (AppliedStage("quantize", {**quantization.to_json(), "quantization_dtype_map": dtype_map}, TOOL),)
+
+
+_CHILD_CONVERSION = """
+import json, sys
+from pathlib import Path
+from exporters.routes.tf_to_tfjs import convert_tf_to_tfjs
+from pipeline.core.errors import PipelineError
+from pipeline.intake import load_model
+from quantize import quantization_config
+saved, out_dir, mode, options, shard = json.loads(sys.argv[1])
+try:
+    stages = convert_tf_to_tfjs(load_model(saved), Path(out_dir), quantization_config(mode, **options), shard)
+    print(json.dumps({"stages": [stage.to_json() for stage in stages]}))
+except PipelineError as exc:
+    print(json.dumps({"error": str(exc)}))
+"""
+
+
+def _convert_without_onednn(saved: Path, out_dir: Path, quantization: QuantizationConfig,
+                         shard_size_bytes: int) -> tuple[AppliedStage, ...]:
+    """The conversion again, in a fresh process with TensorFlow's oneDNN ops off.
+
+    With oneDNN on (the default on x86 Linux), the converter's grappler pass fuses layer norm into
+    _MklLayerNorm, a kernel TF.js lacks; TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, at import.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parents[2])  # where `exporters` is imported from, for the child
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TFDF_DISABLE_WELCOME_MESSAGE": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
+    options = {k: v for k, v in quantization.to_json().items() if k != "mode"}
+    request = json.dumps([str(saved), str(out_dir), quantization.mode, options, shard_size_bytes])
+    done = subprocess.run([sys.executable, "-c", _CHILD_CONVERSION, request], env=env, capture_output=True, text=True,
+                          check=False)
+    sys.stderr.write(done.stderr)  # the framework log, where the console sends it
+    answer = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 and done.stdout.strip() else None
+    if answer is None:
+        raise RuntimeError(f"The TF.js converter process (oneDNN off) exited {done.returncode}: "
+                           f"{done.stderr.strip().splitlines()[-1:] or 'no output'}")
+    if "error" in answer:
+        raise ExportError(answer["error"])
+    return tuple(AppliedStage(s["name"], s["config"], s["tool"], s.get("effect", {})) for s in answer["stages"])
 
 
 def convert_tf_to_tfjs(

@@ -179,59 +179,9 @@ def convert_torch_to_tfjs(
         saved = torch_to_tf_saved_model(bundle, Path(scratch), input_layout)
         tf_bundle = saved_model_bundle(bundle, saved, artifact_layout(bundle, input_layout))
         try:
-            try:
-                return tf_to_tfjs.convert_tf_to_tfjs(tf_bundle, out_dir, quantization, shard_size_bytes)
-            except ExportError as exc:
-                if "_Mkl" not in str(exc):
-                    raise
-                return _tfjs_without_onednn(saved, out_dir, quantization, shard_size_bytes)
+            return tf_to_tfjs.convert_tf_to_tfjs(tf_bundle, out_dir, quantization, shard_size_bytes)
         except ExportError as exc:
             raise ExportError(f"{TORCH_TO_TFJS} step 3/3 (TF.js converter) failed: {exc}") from None
-
-
-_CHILD_STEP3 = """
-import json, sys
-from pathlib import Path
-from exporters.routes.tf_to_tfjs import convert_tf_to_tfjs
-from pipeline.core.errors import PipelineError
-from pipeline.intake import load_model
-from quantize import quantization_config
-saved, out_dir, mode, options, shard = json.loads(sys.argv[1])
-try:
-    stages = convert_tf_to_tfjs(load_model(saved), Path(out_dir), quantization_config(mode, **options), shard)
-    print(json.dumps({"stages": [stage.to_json() for stage in stages]}))
-except PipelineError as exc:
-    print(json.dumps({"error": str(exc)}))
-"""
-
-
-def _tfjs_without_onednn(saved: Path, out_dir: Path, quantization: QuantizationConfig,
-                         shard_size_bytes: int) -> tuple[AppliedStage, ...]:
-    """Step 3 again in a fresh process with TensorFlow's oneDNN ops off.
-
-    With oneDNN on (the default on x86 Linux), the converter's grappler pass fuses layer norm into
-    _MklLayerNorm, a kernel TF.js lacks; TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, at import.
-    """
-    import json
-    import os
-    import subprocess
-    import sys
-
-    root = str(Path(__file__).resolve().parents[2])  # where `exporters` is imported from, for the child
-    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TFDF_DISABLE_WELCOME_MESSAGE": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
-    options = {k: v for k, v in quantization.to_json().items() if k != "mode"}
-    request = json.dumps([str(saved), str(out_dir), quantization.mode, options, shard_size_bytes])
-    done = subprocess.run([sys.executable, "-c", _CHILD_STEP3, request], env=env, capture_output=True, text=True,
-                          check=False)
-    sys.stderr.write(done.stderr)  # the framework log, where the console sends it
-    answer = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 and done.stdout.strip() else None
-    if answer is None:
-        raise RuntimeError(f"The TF.js converter process (oneDNN off) exited {done.returncode}: "
-                           f"{done.stderr.strip().splitlines()[-1:] or 'no output'}")
-    if "error" in answer:
-        raise ExportError(answer["error"])
-    return tuple(AppliedStage(s["name"], s["config"], s["tool"], s.get("effect", {})) for s in answer["stages"])
 
 
 def _nchw(
