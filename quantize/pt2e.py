@@ -41,3 +41,19 @@ def xnnpack_int8_quantizer(*, per_channel: bool = True, dynamic: bool = False, q
 
     return xnnpack_quantizer().set_global(
         get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=dynamic, is_qat=qat))
+
+
+def embedding_count(graph_module: Any) -> int:
+    """How many embedding lookups (`aten.embedding`) the exported graph holds."""
+    import torch
+
+    return sum(1 for node in graph_module.graph.nodes if node.target == torch.ops.aten.embedding.default)
+
+
+def with_embedding_tables(quantizer: Any) -> Any:
+    """`quantizer` composed with torchao's EmbeddingQuantizer: embedding tables stored as 8-bit rows (one scale
+    and zero point per row), looked up by ExecuTorch's `quantized_decomposed::embedding_byte` kernel."""
+    from torchao.quantization.pt2e.quantizer.composable_quantizer import ComposableQuantizer
+    from torchao.quantization.pt2e.quantizer.embedding_quantizer import EmbeddingQuantizer
+
+    return ComposableQuantizer([EmbeddingQuantizer(), quantizer])

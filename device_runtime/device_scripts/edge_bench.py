@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,10 @@ class Protocol:
 
     A sample is one inference, or with `min_sample_ms` > 0 as many back-to-back inferences as fill
     that time, reported per inference (a duty-cycle throttle only slows what spans its periods).
+    A run is steady when the medians of its `steady_blocks` consecutive blocks of samples lie within
+    `steady_tolerance` (a fraction of the overall median) of each other; an unsteady run goes on, up to
+    `steady_extension` times the length it had at its minimum, and is flagged `unsteady` if it never settles.
+    `steady_blocks` 0 turns the check off.
     """
 
     warmup_runs: int = 10
@@ -45,12 +49,29 @@ class Protocol:
     min_duration_s: float = 2.0
     max_runs: int = 100_000
     min_sample_ms: float = 0.0
+    steady_blocks: int = 4
+    steady_tolerance: float = 0.10
+    steady_extension: float = 3.0
 
     def __post_init__(self) -> None:
         if (self.warmup_runs < 0 or self.min_runs < 1 or self.min_duration_s < 0 or self.max_runs < self.min_runs
-                or self.min_sample_ms < 0):
+                or self.min_sample_ms < 0 or self.steady_blocks < 0 or self.steady_blocks == 1
+                or self.steady_tolerance <= 0 or self.steady_extension < 1):
             raise ValueError(f"invalid protocol {self}: need warmup >= 0, 1 <= min_runs <= max_runs, duration >= 0, "
-                             "min_sample_ms >= 0")
+                             "min_sample_ms >= 0, steady_blocks 0 (off) or >= 2, steady_tolerance > 0, "
+                             "steady_extension >= 1")
+
+
+def steadiness(samples_ms: list[float], blocks: int, tolerance: float) -> dict:
+    """Whether a run's level holds: the medians of `blocks` consecutive blocks and their spread (max - min) as a
+    fraction of the overall median. `unsteady` is None where it cannot be judged (check off, < 2 samples a block)."""
+    if blocks < 2 or len(samples_ms) < 2 * blocks:
+        return {"unsteady": None, "block_medians_ms": None, "block_spread": None}
+    bounds = [i * len(samples_ms) // blocks for i in range(blocks + 1)]
+    medians = [statistics.median(samples_ms[bounds[i]:bounds[i + 1]]) for i in range(blocks)]
+    overall = statistics.median(samples_ms)
+    spread = (max(medians) - min(medians)) / overall if overall > 0 else 0.0
+    return {"unsteady": spread > tolerance, "block_medians_ms": medians, "block_spread": spread}
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -85,17 +106,19 @@ def peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def time_runs(run: Callable[[int], object], samples: int, protocol: Protocol) -> dict[str, float]:
-    """Call `run(i)` (i cycles over `samples` real inputs): warm-up, then timed runs."""
-    first_started = time.perf_counter()
+def time_runs(run: Callable[[int], object], samples: int, protocol: Protocol,
+              clock: Callable[[], float] = time.perf_counter) -> dict:
+    """Call `run(i)` (i cycles over `samples` real inputs): warm-up, then timed samples until the protocol's
+    minimum is met and the run is steady (or its extension is used up). `clock` returns seconds."""
+    first_started = clock()
     run(0)
-    first_ms = (time.perf_counter() - first_started) * 1000
+    first_ms = (clock() - first_started) * 1000
     for i in range(protocol.warmup_runs):
         run((i + 1) % samples)
     latencies: list[float] = []
     calls = 0
-    started = time.perf_counter()
-    clock = time.perf_counter
+    started = clock()
+    limit_s = next_check = None
     while len(latencies) < protocol.max_runs:
         t0 = clock()
         in_sample = 0
@@ -107,10 +130,18 @@ def time_runs(run: Callable[[int], object], samples: int, protocol: Protocol) ->
                 break
         calls += in_sample
         latencies.append(elapsed_ms / in_sample)
-        if len(latencies) >= protocol.min_runs and clock() - started >= protocol.min_duration_s:
+        runs, elapsed_s = len(latencies), clock() - started
+        if runs < protocol.min_runs or elapsed_s < protocol.min_duration_s or (next_check and runs < next_check):
+            continue
+        if not steadiness(latencies, protocol.steady_blocks, protocol.steady_tolerance)["unsteady"]:
             break
+        limit_s = elapsed_s * protocol.steady_extension if limit_s is None else limit_s
+        if elapsed_s >= limit_s:
+            break
+        next_check = runs + max(protocol.steady_blocks, runs // 4)  # re-judge as the run grows by a quarter
+    steady = steadiness(latencies, protocol.steady_blocks, protocol.steady_tolerance)
     return {"first_inference_ms": first_ms, "runs": len(latencies), "inferences": calls,
-            "duration_s": clock() - started, **latency_stats(latencies)}
+            "duration_s": clock() - started, **latency_stats(latencies), **steady}
 
 
 class FeedMismatch(ValueError):
@@ -411,6 +442,12 @@ class PteProgram:
             raise MissingRuntime("a .pte needs ExecuTorch's runtime: pip install executorch (and torch)") from None
 
         self.backends, self.operators = pte_plan(path.read_bytes())
+        if any(op.startswith("quantized_decomposed::") for op in self.operators):  # e.g. 8-bit embedding lookups
+            try:
+                import executorch.kernels.quantized  # noqa: F401  (registers the quantized kernels)
+            except ImportError:
+                raise MissingRuntime("this .pte uses quantized_decomposed kernels, which this ExecuTorch build "
+                                     "lacks: install the executorch wheel (it ships executorch.kernels.quantized)") from None
         self.delegate_used = "xnnpack" if "XnnpackBackend" in self.backends else "portable"
         self.threads_applied = False
         if threads:
@@ -636,6 +673,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = record["result"]
     print(f"{args.device_name}: p50 {result['latency_ms_p50']:.3f} ms over {result['runs']} runs -> {args.out}")
+    if result.get("unsteady"):
+        print(f"warning: unsteady: block medians {', '.join(f'{m:.3f}' for m in result['block_medians_ms'])} ms "
+              f"differ by {result['block_spread']:.0%} (> {result['protocol']['steady_tolerance']:.0%}); close other programs "
+              "and run again", file=sys.stderr)
     return 0
 
 

@@ -41,37 +41,46 @@ def export_program(module: Any, args: tuple[Any, ...]) -> Any:
 
 
 def _pt2e(bundle: ModelBundle, args: tuple[Any, ...], dynamic: bool, per_channel: bool = True,
-          calibration: int = 0) -> Any:
-    """XNNPACKQuantizer PT2E: static int8 calibrated on `calibration` real samples, or dynamic int8 (linear layers)."""
+          calibration: int = 0) -> tuple[Any, dict[str, Any]]:
+    """XNNPACKQuantizer PT2E: static int8 calibrated on `calibration` real samples, or dynamic int8 (linear layers).
+
+    Embedding tables are stored as 8-bit rows in both modes (XNNPACK does not quantize lookups; without this a
+    text encoder's vocabulary table stays float and dominates the file). Returns the module and what it quantized.
+    """
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from quantize.pt2e import xnnpack_int8_quantizer
+    from quantize.pt2e import embedding_count, with_embedding_tables, xnnpack_int8_quantizer
 
     samples = per_sample(calibration_feed(bundle, calibration)) if calibration else ()
     quantizer = xnnpack_int8_quantizer(per_channel=per_channel, dynamic=dynamic)
-    prepared = prepare_pt2e(export_program(bundle.model, args).module(), quantizer)
+    program = export_program(bundle.model, args).module()
+    embeddings = embedding_count(program)
+    prepared = prepare_pt2e(program, with_embedding_tables(quantizer) if embeddings else quantizer)
     with torch.no_grad():
         prepared(*args)  # weight observers need one pass even for dynamic quantization
         for sample in samples:  # real ids for integer inputs: an embedding's output range depends on them
             prepared(*torch_args(sample))
-    return convert_pt2e(prepared)
+    quantized = {"embedding_tables": f"{embeddings} as uint8 rows (quantized_decomposed::embedding_byte)"} if embeddings else {}
+    return convert_pt2e(prepared), quantized
 
 
 def lower(module: Any, args: tuple[Any, ...], model_file: Path, delegate: str,
-          stages: tuple[AppliedStage, ...]) -> tuple[tuple[AppliedStage, ...], DelegationReport]:
-    """torch.export `module`, lower it (XNNPACK or portable kernels) into `model_file`; returns `stages` and the delegation report."""
+          stages: tuple[AppliedStage, ...], quantized_lookups: bool = False) -> tuple[tuple[AppliedStage, ...], DelegationReport]:
+    """torch.export `module`, lower it (XNNPACK or portable kernels) into `model_file`; returns `stages` and the
+    delegation report. `quantized_lookups`: fuse dequantize + embedding into `embedding_byte` (8-bit tables)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
+    from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
 
     program = export_program(module, args)
-    if delegate == "none" and stages:
+    if (delegate == "none" and stages) or quantized_lookups:
         import executorch.kernels.quantized  # noqa: F401  (registers out-variants of quantized ops)
     partitioners = [XnnpackPartitioner()] if delegate == "xnnpack" else []
     with converter_errors(lambda exc: ExportError(f"ExecuTorch lowering failed: {str(exc)[:600]}"), "ExecuTorch lowering"):
         edge = to_edge_transform_and_lower(program, partitioner=partitioners)
         report = delegation_report(edge.exported_program().graph_module, delegate)
-        model_file.write_bytes(edge.to_executorch().buffer)
+        config = ExecutorchBackendConfig(do_quant_fusion_and_const_prop=quantized_lookups)
+        model_file.write_bytes(edge.to_executorch(config).buffer)
     return stages, report
 
 
@@ -86,15 +95,17 @@ def _float(bundle: ModelBundle, model_file: Path, quantization: QuantizationConf
 
 def _dynamic_int8(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig, delegate: str) -> Lowered:
     args = example_args(bundle)
-    module = _pt2e(bundle, args, dynamic=True)
-    return lower(module, args, model_file, delegate, (AppliedStage("quantize", quantization.to_json(), PT2E_TOOL),))
+    module, quantized = _pt2e(bundle, args, dynamic=True)
+    stage = AppliedStage("quantize", quantization.to_json(), PT2E_TOOL, quantized)
+    return lower(module, args, model_file, delegate, (stage,), quantized_lookups=bool(quantized))
 
 
 def _int8(bundle: ModelBundle, model_file: Path, quantization: Int8StaticConfig, delegate: str) -> Lowered:
     args = example_args(bundle)
-    module = _pt2e(bundle, args, dynamic=False, per_channel=quantization.per_channel,
-                   calibration=quantization.calibration_samples)
-    return lower(module, args, model_file, delegate, (AppliedStage("quantize", quantization.to_json(), PT2E_TOOL),))
+    module, quantized = _pt2e(bundle, args, dynamic=False, per_channel=quantization.per_channel,
+                              calibration=quantization.calibration_samples)
+    stage = AppliedStage("quantize", quantization.to_json(), PT2E_TOOL, quantized)
+    return lower(module, args, model_file, delegate, (stage,), quantized_lookups=bool(quantized))
 
 
 def _qat_int8(bundle: ModelBundle, model_file: Path, quantization: QatInt8Config, delegate: str) -> Lowered:
