@@ -104,8 +104,11 @@ def build_plan(recipe: Recipe) -> Plan:
     )
     benches, unmeasurable = _partition(
         (BenchCell(cell, runtime, device)
-         for cell in exports for runtime in recipe.runtimes if runtime.target == cell.target
-         for device in recipe.devices if not cell.model.devices or device in cell.model.devices),
+         for cell in exports for runtime in recipe.runtimes
+         if runtime.target == cell.target and (not runtime.variants or cell.variant.name in runtime.variants)
+         for device in recipe.devices
+         if (not cell.model.devices or device in cell.model.devices)
+         and (not runtime.devices or device in runtime.devices)),
         lambda bench: bench.runtime.delegate in PROFILES.get(bench.device).delegates,
     )
     return Plan(exports, benches, refused, unmeasurable)

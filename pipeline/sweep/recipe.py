@@ -46,12 +46,14 @@ class VariantSpec:
 
 @dataclass(frozen=True)
 class RuntimeSpec:
-    """A runtime + delegate to measure artifacts of `target` with."""
+    """A runtime + delegate to measure artifacts of `target` with; optionally only some variants, on some devices."""
 
     target: str
     runtime: str
     delegate: str
     threads: int | None = None
+    variants: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -228,7 +230,8 @@ def _runtimes(raw: list[Any], errors: _Errors) -> list[RuntimeSpec]:
         threads = item.get("threads")
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             errors.add(f"{path}.threads", f"must be an integer >= 1, got {threads!r}")
-        runtimes.append(RuntimeSpec(target, runtime, delegate, threads))
+        limits = {key: tuple(str(v) for v in item.get(key) or ()) for key in ("variants", "devices")}
+        runtimes.append(RuntimeSpec(target, runtime, delegate, threads, **limits))
     return runtimes
 
 
@@ -276,6 +279,13 @@ def parse_recipe(data: Any, name: str = "recipe") -> Recipe:
         for name in model.devices:
             if name not in devices:
                 errors.unknown(f"models[{model.name}].devices", "device (of the recipe's devices)", name, devices)
+    for i, runtime in enumerate(runtimes):
+        for name in runtime.variants:
+            if name not in variant_names:
+                errors.unknown(f"runtimes[{i}].variants", "variant", name, variant_names)
+        for name in runtime.devices:
+            if name not in devices:
+                errors.unknown(f"runtimes[{i}].devices", "device (of the recipe's devices)", name, devices)
     if errors.messages:
         listed = "\n  ".join(errors.messages)
         raise ConfigError(f"{name} has {len(errors.messages)} problem(s):\n  {listed}")
@@ -369,7 +379,10 @@ def recipe_schema() -> dict[str, Any]:
                            targets={"items": target, "uniqueItems": True, "description": "limit to these targets"})
     runtime = _spec_schema(RuntimeSpec, target=target, runtime={"enum": RUNTIMES.names()},
                            delegate={"enum": sorted({d for _, r in RUNTIMES.items() for d in r.delegates})},
-                           threads={"minimum": 1})
+                           threads={"minimum": 1},
+                           variants={"type": "array", "items": {"type": "string"}, "description": "only these variants"},
+                           devices={"type": "array", "items": {"enum": PROFILES.names()},
+                                    "description": "only on these devices"})
     runtime["required"] = ["target", "runtime", "delegate"]
     runtime["allOf"] = [  # each runtime runs one target, with its own delegates
         {"if": {"properties": {"runtime": {"const": name}}},

@@ -42,7 +42,11 @@ def test_default_recipe_is_valid_and_covers_the_grid():
     assert {b.device for b in plan.benches if b.export.model.name == "minilm-l6"} == {"host", "pixel-3a-1t"}
     assert not [c for c in plan.exports if c.variant.name == "dynamic-int8" and c.model.name != "minilm-l6"]
     assert {c.variant.quantize for c in plan.exports} >= {"none", "fp16", "int8", "qat-int8"}
-    assert {(b.runtime.runtime, b.device) for b in plan.unmeasurable} == {("tfjs-node", "pixel-3a-1t"), ("tfjs-node", "rpi4")}
+    assert not plan.unmeasurable  # the host-only runtimes say so in the recipe, so nothing is set aside
+    gpu_cells = {(b.runtime.runtime, b.runtime.delegate, b.device, b.export.target) for b in plan.benches
+                 if b.runtime.delegate in ("gpu", "webgl")}
+    assert gpu_cells == {("litert", "gpu", "host", "tflite"), ("tfjs-browser", "webgl", "host", "tfjs")}
+    assert {b.export.variant.name for b in plan.benches if b.runtime.delegate == "gpu"} == {"fp32", "fp16"}
     assert all(b.runtime.delegate in PROFILES.get(b.device).delegates for b in plan.benches)
 
 
@@ -54,6 +58,19 @@ def test_cells_a_route_cannot_express_are_set_aside_not_planned_to_fail():
     assert [c.model.framework for c in plan.exports] == ["torch"]
     assert [(c.model.framework, c.target) for c in plan.refused] == [("keras", "executorch")]
     assert {b.export.model.framework for b in plan.benches} == {"torch"}
+
+
+def test_a_runtime_can_be_limited_to_some_variants_and_devices():
+    runtimes = [{"target": "tflite", "runtime": "litert", "delegate": "xnnpack"},
+                {"target": "tflite", "runtime": "litert", "delegate": "cpu", "variants": ["int8"], "devices": ["rpi4"]}]
+    plan = build_plan(parse_recipe({**TINY, "runtimes": runtimes, "devices": ["host", "rpi4"]}))
+    cells = {(b.export.variant.name, b.runtime.delegate, b.device) for b in plan.benches}
+    assert cells == {("fp32", "xnnpack", "host"), ("fp32", "xnnpack", "rpi4"), ("int8", "xnnpack", "host"),
+                     ("int8", "xnnpack", "rpi4"), ("int8", "cpu", "rpi4")}
+    with pytest.raises(ConfigError) as excinfo:
+        parse_recipe({**TINY, "runtimes": [{**runtimes[1], "variants": ["int4"], "devices": ["pixel-3a"]}]})
+    assert "runtimes[0].variants: unknown variant 'int4'" in str(excinfo.value)
+    assert "runtimes[0].devices: unknown device (of the recipe's devices) 'pixel-3a'" in str(excinfo.value)
 
 
 def test_every_mistake_is_reported_at_once_with_its_key_path():
