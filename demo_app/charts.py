@@ -6,11 +6,18 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from demo_app.emulation import EMULATION_ORDER, SHAPES, with_emulation
 from pipeline.report import FRACTIONS, runtime_colours, target_colours
 
 TARGETS = alt.Scale(domain=list(target_colours()), range=list(target_colours().values()))
 RUNTIMES = alt.Scale(domain=list(runtime_colours()), range=list(runtime_colours().values()))
 LOG = alt.Scale(type="log")
+EMULATION = alt.Scale(domain=list(EMULATION_ORDER), range=list(SHAPES))
+
+
+def _emulation_shape() -> alt.Shape:
+    """Measured and emulated rows never look alike: one marker shape each, with a legend."""
+    return alt.Shape("emulation:N", scale=EMULATION, title="measured / emulated")
 
 
 def metric_format(label: str) -> str:
@@ -22,15 +29,16 @@ def _tooltip(label: str) -> list[alt.Tooltip]:
     return [alt.Tooltip("artifact:N"), alt.Tooltip("runtime_delegate:N", title="runtime/delegate"),
             alt.Tooltip("device:N"), alt.Tooltip("p50_ms:Q", format=".4f", title="p50 ms"),
             alt.Tooltip("metric_value:Q", format=metric_format(label), title=label),
-            alt.Tooltip("size_bytes:Q", format=",", title="size B"), alt.Tooltip("pareto:N", title="Pareto")]
+            alt.Tooltip("size_bytes:Q", format=",", title="size B"), alt.Tooltip("pareto:N", title="Pareto"),
+            alt.Tooltip("kind:N"), alt.Tooltip("calibration_badge:N", title="calibration")]
 
 
 def _pareto_panel(data: pd.DataFrame, label: str, index: int) -> alt.LayerChart:
     x = alt.X("p50_ms:Q", scale=alt.Scale(type="log", padding=30), title="p50 latency (ms, log scale)")
     y = alt.Y("metric_value:Q", scale=alt.Scale(zero=False, padding=30), axis=alt.Axis(format=metric_format(label)),
               title=f"{label} (validation)")
-    points = alt.Chart(data).mark_circle(opacity=0.65, stroke="black").encode(
-        x=x, y=y, color=alt.Color("target:N", scale=TARGETS, title="target"),
+    points = alt.Chart(data).mark_point(filled=True, opacity=0.65, stroke="black").encode(
+        x=x, y=y, color=alt.Color("target:N", scale=TARGETS, title="target"), shape=_emulation_shape(),
         size=alt.Size("size_bytes:Q", scale=alt.Scale(range=[60, 1500]), title="size (bytes)"),
         strokeWidth=alt.condition("datum.pareto", alt.value(2), alt.value(0)), tooltip=_tooltip(label))
     front = alt.Chart(data).transform_filter("datum.pareto").mark_line(color="#888", strokeDash=[4, 3]).encode(
@@ -42,11 +50,15 @@ def _pareto_panel(data: pd.DataFrame, label: str, index: int) -> alt.LayerChart:
 def pareto_chart(frame: pd.DataFrame) -> alt.LayerChart | alt.HConcatChart:
     """Task metric vs p50 latency (log x), one panel per metric (accuracy and cosine never share an axis);
     marker area ~ size, colour = target; the front is outlined and joined. Rows without a value are left out."""
-    data = frame.assign(group=frame["model"] + " @ " + frame["device"])
+    data = _with_emulation(frame).assign(group=frame["model"] + " @ " + frame["device"])
     measured = data[data["metric_value"].notna()]
     labels = list(dict.fromkeys(measured["metric"])) or list(dict.fromkeys(data["metric"]))[:1]
     panels = [_pareto_panel(measured[measured["metric"] == label], label, i) for i, label in enumerate(labels)]
     return panels[0] if len(panels) == 1 else alt.hconcat(*panels)
+
+
+def _with_emulation(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame if "emulation" in frame.columns else with_emulation(frame)
 
 
 def size_chart(frame: pd.DataFrame) -> alt.Chart:
@@ -65,6 +77,7 @@ def size_chart(frame: pd.DataFrame) -> alt.Chart:
 
 def latency_chart(frame: pd.DataFrame) -> alt.LayerChart:
     """Per measurement: min-max whisker, p50-p90 bar, p99 tick, p50 mark (log x), coloured by runtime."""
+    frame = _with_emulation(frame)
     data = frame.assign(row=frame["artifact"] + " · " + frame["runtime_delegate"] + " · " + frame["device"],
                         low=frame["latency_ms_min"].fillna(frame["p50_ms"]),
                         high=frame["latency_ms_max"].fillna(frame["latency_ms_p99"]).fillna(frame["p90_ms"]))
@@ -75,11 +88,12 @@ def latency_chart(frame: pd.DataFrame) -> alt.LayerChart:
                                            alt.Tooltip("p50_ms:Q", format=".4f", title="p50 ms"),
                                            alt.Tooltip("p90_ms:Q", format=".4f", title="p90 ms"),
                                            alt.Tooltip("latency_ms_p99:Q", format=".4f", title="p99 ms"),
-                                           alt.Tooltip("high:Q", format=".4f", title="max ms"), "runs:Q"])
+                                           alt.Tooltip("high:Q", format=".4f", title="max ms"), "runs:Q",
+                                           alt.Tooltip("calibration_badge:N", title="calibration")])
     whisker = base.mark_rule(opacity=0.6).encode(x=alt.X("low:Q", scale=LOG, title="latency (ms, log scale)"), x2="high:Q")
     box = base.mark_bar(height=12, opacity=0.55).encode(x="p50_ms:Q", x2="p90_ms:Q")
     p99 = base.mark_tick(thickness=2, size=16).encode(x="latency_ms_p99:Q")
-    p50 = base.mark_tick(thickness=3, size=16, color="black").encode(x="p50_ms:Q")
+    p50 = base.mark_point(filled=True, size=70, color="black").encode(x="p50_ms:Q", shape=_emulation_shape())
     return (whisker + box + p99 + p50).properties(height=alt.Step(22))
 
 

@@ -126,9 +126,12 @@ def measurements_of(workspace: Workspace, artifact: Artifact) -> pd.DataFrame:
 
     with open_store(workspace.store) as connection:
         rows = [r for r in fetch_measurements(connection) if workspace.resolve(r["artifact_dir"]) == artifact.path]
+    from demo_app.emulation import measurement_badge
+
     columns = ["id", "created_at", "kind", "status", "runtime", "delegate_used", "threads", "device_profile",
-               "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "accuracy", "error"]
-    return pd.DataFrame([{c: r[c] for c in columns} for r in rows], columns=columns)
+               "latency_ms_p50", "latency_ms_p90", "calibration", "latency_ms_p99", "accuracy", "error"]
+    return pd.DataFrame([{**{c: r[c] for c in columns if c != "calibration"},
+                          "calibration": measurement_badge(r["kind"], r["context_json"])} for r in rows], columns=columns)
 
 
 def output_metrics(validation: dict[str, Any]) -> pd.DataFrame:

@@ -18,10 +18,12 @@ from pipeline.core.tensors import single_output
 
 @dataclass(frozen=True)
 class Availability:
-    """Whether a runtime/delegate can run here, and if not, why."""
+    """Whether a runtime/delegate can run here, and if not, why; `device` names what it runs on where the runtime
+    reports it (a GPU delegate's adapter)."""
 
     ok: bool
     reason: str = ""
+    device: str = ""
 
 
 class Session(Protocol):

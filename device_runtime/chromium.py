@@ -53,29 +53,6 @@ def playwright_installed() -> bool:
     return True
 
 
-def browser_pss_bytes() -> int | None:
-    """Memory of this process's Chromium descendants now: summed PSS (shared pages split, so counted once)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        try:
-            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    descendants, frontier = set(), {os.getpid()}
-    while frontier:
-        frontier = {pid for pid, parent in parents.items() if parent in frontier} - descendants
-        descendants |= frontier
-    total = 0
-    for pid in descendants:
-        try:
-            if "chrom" in Path(f"/proc/{pid}/comm").read_text():
-                rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
-                total += next(int(line.split()[1]) * 1024 for line in rollup if line.startswith("Pss:"))
-        except (OSError, StopIteration, ValueError):
-            continue
-    return total or None
-
-
 class IsolatedHandler(BaseHTTPRequestHandler):
     """A quiet request handler whose every response (error pages included) carries `headers`: cross-origin
     isolation by default, so pages get SharedArrayBuffer (wasm threads) and a fine `performance.now()`."""
@@ -171,6 +148,7 @@ class ChromiumPage:
     page: Any = None
     version: str = ""
     _browser: Any = None
+    _devtools: Any = None
     _driver_held: bool = False
 
     def open(self) -> ChromiumPage:
@@ -204,16 +182,36 @@ class ChromiumPage:
             raise
         return self
 
+    def devtools(self) -> Any:
+        """The page's DevTools (CDP) session, opened once: emulations set through it last while it is open."""
+        if self._devtools is None:
+            self._devtools = self.page.context.new_cdp_session(self.page)
+        return self._devtools
+
     def emulate_cores(self, count: int) -> bool:
         """Make `navigator.hardwareConcurrency` report `count` (DevTools emulation); False if unsupported."""
         from playwright.sync_api import Error
 
         try:
-            devtools = self.page.context.new_cdp_session(self.page)
-            devtools.send("Emulation.setHardwareConcurrencyOverride", {"hardwareConcurrency": count})
+            self.devtools().send("Emulation.setHardwareConcurrencyOverride", {"hardwareConcurrency": count})
         except Error:
             return False
         return True
+
+    def throttle_cpu(self, rate: float) -> None:
+        """Slow the page's CPU `rate` times (`Emulation.setCPUThrottlingRate`; 1 is no throttle).
+
+        RuntimeUnavailableError when the browser refuses it: a device emulation that cannot be applied is never
+        measured as if it were."""
+        from playwright.sync_api import Error
+
+        try:
+            self.devtools().send("Emulation.setCPUThrottlingRate", {"rate": rate})
+        except Error as exc:
+            raise RuntimeUnavailableError(
+                f"Chromium {self.version} refused Emulation.setCPUThrottlingRate({rate:g}) ({_first_line(exc)}), so "
+                "the device's CPU speed cannot be emulated in the page; bench on the host profile or update Chromium."
+            ) from None
 
     def call(self, expression: str, argument: Any = None) -> Any:
         """`page.evaluate(expression, argument)`; a crashed or closed page is RuntimeUnavailableError."""
@@ -233,7 +231,7 @@ class ChromiumPage:
             if self._browser is not None:
                 self._browser.close()
         finally:
-            self._browser = self.page = None
+            self._browser = self.page = self._devtools = None
             if self._driver_held:
                 self._driver_held = False
                 _release_playwright()

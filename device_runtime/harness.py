@@ -15,8 +15,9 @@ from typing import Any
 
 from device_runtime.device_scripts.edge_bench import Protocol
 from device_runtime.inputs import MODEL_SUFFIXES, SYNTHETIC, TFJS_MODEL, bare_model_target
+from device_runtime.memory import TreeMemory, kill_tree
 from device_runtime.profiles import PROFILES, DeviceProfile
-from device_runtime.throttle import WorkerMonitor
+from device_runtime.throttle import NO_THROTTLE, WorkerMonitor, throttle_mechanism
 from device_runtime.worker import READY_FD_ENV
 from pipeline.core.console import quiet_frameworks, verbosity
 from pipeline.core.errors import ArtifactError, ConfigError, DataError, UnknownNameError
@@ -74,11 +75,12 @@ def _target_and_inputs(path: Path, inputs: str | Path | None) -> tuple[str, str 
 
 def resolve_request(
     artifact_dir: Path, runtime: str | None, delegate: str | None, profile_name: str, threads: int | None,
-    protocol: Protocol, active_fraction: float = 1.0, calibration: dict[str, Any] | None = None,
+    protocol: Protocol, active_fraction: float | None = None, calibration: dict[str, Any] | None = None,
     inputs: str | Path | None = None,
 ) -> BenchRequest:
     """Fill defaults from the manifest (or the model file's type) and profile; raise for impossible combinations
-    before any work. `inputs`: None (an artifact's eval.npz; synthetic for a bare model file), 'synthetic', or an .npz."""
+    before any work. `inputs`: None (an artifact's eval.npz; synthetic for a bare model file), 'synthetic', or an .npz.
+    `active_fraction` defaults to the `calibration`'s (the record for the artifact's precision), else 1.0."""
     from device_runtime import RUNTIMES, default_runtime, runtimes_for
 
     target, inputs = _target_and_inputs(Path(artifact_dir), inputs)
@@ -94,6 +96,8 @@ def resolve_request(
     threads = threads or profile.threads
     if threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}.")
+    if active_fraction is None:
+        active_fraction = float(calibration["active_fraction"]) if calibration else 1.0
     return BenchRequest(artifact_dir, runtime, delegate, threads, profile, protocol,
                         active_fraction=active_fraction, calibration=calibration, inputs=inputs)
 
@@ -137,13 +141,32 @@ def model_file(request: BenchRequest) -> Path:
 def _payload(request: BenchRequest) -> dict[str, Any]:
     payload = {"artifact_dir": str(request.artifact_dir), "runtime": request.runtime, "delegate": request.delegate,
                "threads": request.threads, "protocol": asdict(throttled_protocol(request))}
+    if throttles_itself(request):
+        payload["cpu_throttling_rate"] = 1.0 / request.active_fraction
     if request.inputs is not None or bare_model_target(Path(request.artifact_dir)) is not None:
         payload.update(model_file=str(model_file(request)), inputs=request.inputs or SYNTHETIC)
     return payload
 
 
-def _spawn(request: BenchRequest) -> tuple[dict[str, Any], int]:
-    """Run the worker; returns its reply (or a failure description) and the peak RSS the monitor saw.
+def throttles_itself(request: BenchRequest) -> bool:
+    """Whether the runtime emulates the device's CPU speed itself (a browser page through DevTools) rather than
+    the worker being throttled: its processes run beside the worker's, and a process throttle on top would
+    slow them twice."""
+    from device_runtime import RUNTIMES
+
+    return request.active_fraction < 1.0 and bool(getattr(RUNTIMES.get(request.runtime), "cpu_throttle", None))
+
+
+def memory_cap_error(profile: DeviceProfile, peak: TreeMemory | None) -> str:
+    """The failure of a worker killed by its profile's memory cap: the cap, and the peak of its process tree."""
+    size = peak.size_bytes / 2**20 if peak else 0.0
+    return (f"worker killed by the {profile.memory_mb} MiB memory cap of profile {profile.name}: its process tree "
+            f"reached {size:.0f} MiB ({peak.describe() if peak else 'no reading'})")
+
+
+def _spawn(request: BenchRequest) -> tuple[dict[str, Any], TreeMemory | None]:
+    """Run the worker; returns its reply (or a failure description) and the monitor's peak reading of the memory
+    of its process tree.
 
     The worker's stderr (framework start-up output included) goes to `request.log_file` when one is given;
     a failure quotes its last lines.
@@ -169,15 +192,16 @@ def _spawn(request: BenchRequest) -> tuple[dict[str, Any], int]:
         if log:
             log.close()  # the worker holds its own descriptor
     cap = request.profile.memory_mb * 1024 * 1024 if request.profile.memory_mb else None
-    monitor = WorkerMonitor(process.pid, active_fraction=request.active_fraction, memory_cap_bytes=cap,
+    process_fraction = 1.0 if throttles_itself(request) else request.active_fraction
+    monitor = WorkerMonitor(process.pid, active_fraction=process_fraction, memory_cap_bytes=cap,
                             ready_fd=ready_read)
     monitor.start()
     try:
         stdout, stderr = process.communicate(json.dumps(payload), timeout=request.timeout_s)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        kill_tree(process.pid)
         process.communicate()
-        return {"status": "failed", "error": f"worker timed out after {request.timeout_s:.0f} s and was killed"}, monitor.peak_rss_seen
+        return {"status": "failed", "error": f"worker timed out after {request.timeout_s:.0f} s and was killed"}, monitor.peak_memory
     finally:
         monitor.stop()
     if request.log_file:
@@ -185,15 +209,15 @@ def _spawn(request: BenchRequest) -> tuple[dict[str, Any], int]:
         if verbosity() == "verbose":
             sys.stderr.write(stderr)
     if monitor.killed_for_memory:
-        return {"status": "failed", "error": f"worker killed by the {request.profile.memory_mb} MiB memory cap of "
-                f"profile {request.profile.name} (peak RSS seen {monitor.peak_rss_seen / 2**20:.0f} MiB)"}, monitor.peak_rss_seen
+        return {"status": "failed", "error": memory_cap_error(request.profile, monitor.peak_memory)}, monitor.peak_memory
     reply = _parse_reply(stdout)
     if process.returncode != 0 or reply is None:
         how = f"signal {signal.Signals(-process.returncode).name}" if process.returncode < 0 else f"exit code {process.returncode}"
         tail = " | ".join((stderr or "").strip().splitlines()[-3:])
         where = f" (log: {request.log_file})" if request.log_file else ""
-        return {"status": "failed", "error": f"worker died ({how}): {tail[-600:]}{where}"}, monitor.peak_rss_seen
-    return reply, monitor.peak_rss_seen
+        return {"status": "failed", "error": f"worker died ({how}): {tail[-600:]}{where}"}, monitor.peak_memory
+    reply["throttle_mechanism"] = monitor.mechanism
+    return reply, monitor.peak_memory
 
 
 def run_benchmark(request: BenchRequest) -> Measurement:
@@ -205,28 +229,31 @@ def run_benchmark(request: BenchRequest) -> Measurement:
         reply: dict[str, Any] = {"status": "unavailable", "error": (
             f"profile {request.profile.name} has no {request.delegate} delegate "
             f"(it has {', '.join(request.profile.delegates)})")}
-        peak_seen, slot_wait = 0, 0.0
+        peak_seen, slot_wait = None, 0.0
     else:
         slot_wait = time.perf_counter()
         with exclusive_lock(BENCH_SLOT):  # one measurement per machine at a time, whichever process asks
             slot_wait = time.perf_counter() - slot_wait
             reply, peak_seen = _spawn(request)
+            reply.setdefault("throttle_mechanism", throttle_mechanism(request.active_fraction))  # failed early
     status = reply.pop("status")
+    mechanism = reply.pop("throttle_mechanism", NO_THROTTLE)
     error = reply.pop("error", None)
     used = reply.pop("delegate_used", None)
+    page_throttle = reply.pop("cpu_throttle", None)  # a runtime that throttles its own page says how
     context = {
         "profile": request.profile.to_json(),
         "host_cores_used": request.profile.usable_cores(),
         "active_fraction": request.active_fraction,
-        # Playwright starts Chromium in process groups of its own, out of the throttle's reach
-        "throttle_applied": request.active_fraction < 1.0 and request.runtime != "tfjs-browser",
-        "throttle_starts": "after the runtime's Python modules are imported (model load and runs are emulated)",
+        **_throttle_context(request, mechanism, page_throttle),
+        "threads": thread_grant(request),
         "calibration": request.calibration,
         "versions": toolchain_versions(*RUNTIMES.get(request.runtime).packages),
         "manifest": {k: manifest.get(k) for k in ("source", "stages", "route", "size_bytes", "size_bytes_gzip")}
         if manifest is not None else None,
         "inputs": _inputs_label(request),
-        "monitor_peak_rss_bytes": peak_seen,
+        "monitor_peak_rss_bytes": peak_seen.size_bytes if peak_seen else 0,  # the worker's whole process tree
+        "monitor_peak_by_process": peak_seen.by_label() if peak_seen else None,
         "bench_slot_wait_s": round(slot_wait, 3),
     }
     return Measurement(
@@ -235,6 +262,24 @@ def run_benchmark(request: BenchRequest) -> Measurement:
         runtime=request.runtime, delegate_requested=request.delegate, delegate_used=used, threads=request.threads,
         device_profile=request.profile.name, result=reply, error=error, context=context,
     )
+
+
+def _throttle_context(request: BenchRequest, mechanism: str, page_throttle: dict[str, Any] | None) -> dict[str, Any]:
+    """How the device's CPU speed was emulated: the worker's throttle, or the runtime's own (a browser page)."""
+    if throttles_itself(request):
+        return {"throttle_applied": bool(page_throttle and page_throttle.get("applied")),
+                "throttle_mechanism": page_throttle["mechanism"] if page_throttle else mechanism,
+                "cpu_throttle": page_throttle,
+                "throttle_starts": "when the page opens, before the backend starts (model load and runs are emulated)"}
+    return {"throttle_applied": request.active_fraction < 1.0, "throttle_mechanism": mechanism,
+            "throttle_starts": "after the runtime's Python modules are imported (model load and runs are emulated)"}
+
+
+def thread_grant(request: BenchRequest) -> dict[str, Any]:
+    """Threads the run asked for and host cores it was given (an rpi4 asks for 4 threads; a 2-core host grants 2)."""
+    cores = len(request.profile.usable_cores())
+    return {"requested": request.threads, "granted": min(request.threads, cores), "host_cores": os.cpu_count(),
+            "profile_cores": request.profile.cores}
 
 
 def _describe(path: Path) -> tuple[str, str, dict[str, Any] | None]:

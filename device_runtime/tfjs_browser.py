@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -26,11 +26,11 @@ from device_runtime.chromium import (
     PLAYWRIGHT_MISSING,
     ChromiumPage,
     LocalServer,
-    browser_pss_bytes,
     find_chromium,
     playwright_installed,
 )
 from device_runtime.inputs import InputSignature
+from device_runtime.memory import browser_pss_bytes
 from device_runtime.tfjs_node import (
     MODEL_JSON,
     RUNNER_DIR,
@@ -44,6 +44,7 @@ from device_runtime.tfjs_node import (
     label_accuracy,
     read_model_json,
     tfjs_input_signatures,
+    timing_fields,
     warmup_feed,
 )
 from pipeline.core.errors import ArtifactError, DataError, RuntimeUnavailableError, UnknownNameError
@@ -65,13 +66,32 @@ DIST = {
 }
 NEEDS = {"cpu": ("tf.min.js",), "webgl": ("tf.min.js",), "wasm": ("tf.min.js", "wasm"), "webgpu": ("tf.min.js", "webgpu")}
 EXTRA_FLAGS = {"webgpu": ("--enable-unsafe-webgpu",)}
+CPU_THROTTLE = "devtools Emulation.setCPUThrottlingRate"
+# What the DevTools CPU throttle reaches on each backend. DevTools slows the renderer's main thread only (a thread
+# that keeps suspending it); measured here with a MobileNetV2-class model at rate 4 (Chromium 156, 2-core host,
+# software GPU): cpu 4.4x, wasm 1 thread 3.5-5.4x, wasm 2 threads 4.1x, webgl 2.1x; webgpu not measured.
+# tests/device_runtime/test_harness.py::test_chromium_is_throttled_through_devtools checks wasm.
+THROTTLE_REACH = {
+    "cpu": {"slows": "every kernel: the cpu backend runs on the page's main thread (measured 4.4x at rate 4)",
+            "does_not_slow": "nothing the benchmark times"},
+    "wasm": {"slows": "every kernel: single-threaded wasm runs on the page's main thread (measured 3.5-5.4x at rate 4)",
+             "does_not_slow": "nothing the benchmark times"},
+    "wasm-threads": {"slows": "the main thread, which takes a share of every parallel op, so each op waits for it "
+                              "(measured 4.1x at rate 4 with 2 threads)",
+                     "does_not_slow": "the wasm worker threads themselves: work they take over runs at host speed"},
+    "webgl": {"slows": "the main thread's part: op dispatch, texture uploads and readback (measured 2.1x at rate 4)",
+              "does_not_slow": "shader execution in the GPU process: the GPU's speed is not emulated"},
+    "webgpu": {"slows": "the main thread's part: op dispatch and readback (not measured here)",
+               "does_not_slow": "shader execution in the GPU process: the GPU's speed is not emulated"},
+}
 
 
 def page_files() -> dict[str, Path]:
-    """The runner page's files by URL: the page, runner.js and TF.js's dist files (shared with serve-bench)."""
+    """The runner page's files by URL: the page, runner.js, protocol.js and TF.js's dist files (shared with serve-bench)."""
     modules = RUNNER_DIR / "node_modules" / "@tensorflow"
     files = {url: modules / relative for url, relative in DIST.items()}
-    page = {"/": PAGE_DIR / "index.html", "/index.html": PAGE_DIR / "index.html", "/runner.js": PAGE_DIR / "runner.js"}
+    page = {"/": PAGE_DIR / "index.html", "/index.html": PAGE_DIR / "index.html", "/runner.js": PAGE_DIR / "runner.js",
+            "/protocol.js": PAGE_DIR / "protocol.js"}
     return {**page, **files}
 
 
@@ -102,6 +122,7 @@ class TFJSBrowserSession:
     load_ms: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
     last_report: dict[str, Any] = field(default_factory=dict)
+    cpu_throttle: dict[str, Any] | None = None
 
     @property
     def delegate_used(self) -> str:
@@ -150,23 +171,21 @@ class TFJSBrowserSession:
 
     def benchmark(self, feed: Mapping[str, np.ndarray] | np.ndarray, labels: np.ndarray | None,
                   protocol: Any) -> dict[str, Any]:
-        """Time single-batch runs in the page with the harness protocol; returns measure()-style fields."""
-        from device_runtime.device_scripts.edge_bench import latency_stats
-
-        bench = {"warmup": protocol.warmup_runs, "min_runs": protocol.min_runs,
-                 "min_ms": protocol.min_duration_s * 1000, "max_runs": protocol.max_runs}
-        outputs = self._infer(feed, bench)
-        latencies = self.last_report["latencies_ms"]
+        """Time single-batch runs in the page with the harness protocol (min_sample_ms and the steadiness check
+        included); returns measure()-style fields, with `cpu_throttle` when the page's CPU is throttled."""
+        outputs = self._infer(feed, asdict(protocol))
         kind = gpu_kind(self.info["backend_info"]) if self.backend in ("webgl", "webgpu") else None
         info = {**self.info["backend_info"], "cross_origin_isolated": self.info["cross_origin_isolated"],
                 "timer_resolution_ms": self.info["timer_resolution_ms"], "device_kind": kind}
-        # peak_rss_bytes stays None: Chromium is ~10 processes sharing pages; browser_pss_bytes is their footprint.
+        # peak_rss_bytes stays None: Chromium is ~10 processes sharing pages; browser_pss_bytes is the PSS of its
+        # renderer and GPU processes (device_runtime.memory).
+        throttle = {"cpu_throttle": self.cpu_throttle} if self.cpu_throttle else {}
         return {"load_ms": self.load_ms, "first_inference_ms": self.last_report["first_inference_ms"],
-                "runs": len(latencies), "duration_s": self.last_report["bench_wall_ms"] / 1000,
-                **latency_stats(latencies), "accuracy": label_accuracy(outputs, labels), "samples": len(outputs[0]),
-                "peak_rss_bytes": None, "browser_pss_bytes": browser_pss_bytes(),
+                **timing_fields(self.last_report, protocol), "accuracy": label_accuracy(outputs, labels),
+                "samples": len(outputs[0]), "peak_rss_bytes": None, "browser_pss_bytes": browser_pss_bytes(),
                 "js_heap_bytes": self.last_report.get("used_js_heap_bytes"), "tfjs_version": self.info["tfjs_version"],
-                "browser_version": self.browser.version, "threads": info.get("threads"), "backend_info": info}
+                "browser_version": self.browser.version, "threads": info.get("threads"), "backend_info": info,
+                **throttle}
 
     def op_names(self) -> list[str]:
         """Unique op names of the graph (from model.json), sorted."""
@@ -177,10 +196,18 @@ class TFJSBrowserSession:
         self.last_report = {}
 
 
+def throttle_page(browser: ChromiumPage, backend: str, rate: float, threads: int | None) -> dict[str, Any]:
+    """Slow the page's CPU `rate` times; what the row records about it (RuntimeUnavailableError if refused)."""
+    browser.throttle_cpu(rate)
+    reach = THROTTLE_REACH["wasm-threads" if backend == "wasm" and threads and threads > 1 else backend]
+    return {"applied": True, "mechanism": CPU_THROTTLE, "rate": rate, **reach}
+
+
 class TFJSBrowserRuntime:
     """Runs TF.js graph models in headless Chromium (Playwright driving the system browser, no download)."""
 
     name = "tfjs-browser"
+    cpu_throttle = CPU_THROTTLE  # the device's CPU speed is emulated in the page, not by stopping the process
     delegates = DELEGATES
     target = "tfjs"
     default_delegate = "wasm"
@@ -212,9 +239,13 @@ class TFJSBrowserRuntime:
         """The graph's ops (the same graph as in Node.js)."""
         return graph_op_report(Path(model_path))
 
-    def load(self, model_path: Path, delegate: str = "wasm", threads: int | None = None) -> TFJSBrowserSession:
+    def load(self, model_path: Path, delegate: str = "wasm", threads: int | None = None,
+             cpu_throttling_rate: float | None = None) -> TFJSBrowserSession:
         """Open Chromium on `model_path` (a `model.json`, or its directory), start the backend, load the model and
-        run one zero sample per input (webgl compiles its shaders there, so it is the session's first inference)."""
+        run one zero sample per input (webgl compiles its shaders there, so it is the session's first inference).
+
+        `cpu_throttling_rate` > 1 slows the page's CPU that many times (DevTools emulation, from before the backend
+        starts); the session's `cpu_throttle` then says how, and what the rate does and does not reach."""
         availability = self.is_available(delegate)
         if not availability.ok:
             raise (UnknownNameError if delegate not in DELEGATES else RuntimeUnavailableError)(availability.reason)
@@ -228,6 +259,8 @@ class TFJSBrowserRuntime:
         session = TFJSBrowserSession(model_json.parent, delegate, signature, graph_ops(model), browser.open(), threads,
                                      self.timeout_s)
         try:
+            if cpu_throttling_rate and cpu_throttling_rate > 1:
+                session.cpu_throttle = throttle_page(browser, delegate, cpu_throttling_rate, threads)
             # tfjs-backend-wasm caps its pool at hardwareConcurrency / 2, setThreadsCount included: emulate the cores.
             emulated = delegate == "wasm" and bool(threads) and browser.emulate_cores(2 * threads)
             session.info = session._call("init", {"backend": delegate, "threads": threads})

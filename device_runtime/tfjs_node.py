@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,16 @@ def warmup_feed(signature: GraphSignature) -> dict[str, np.ndarray] | None:
     return {s.name: np.zeros((s.shape[0] or 1, *s.shape[1:]), s.dtype) for s in signature.inputs}
 
 
+def timing_fields(report: dict[str, Any], protocol: Any) -> dict[str, Any]:
+    """A JS runner's timed samples (protocol.js) as the result fields `edge_bench.time_runs` gives."""
+    from device_runtime.device_scripts.edge_bench import PROTOCOL_VERSION, latency_stats, steadiness
+
+    latencies = report["latencies_ms"]
+    return {"runs": len(latencies), "inferences": report["inferences"], "duration_s": report["bench_wall_ms"] / 1000,
+            **latency_stats(latencies), **steadiness(latencies, protocol.steady_blocks, protocol.steady_tolerance),
+            "protocol": asdict(protocol), "protocol_version": PROTOCOL_VERSION}
+
+
 def graph_ops(model: dict[str, Any]) -> list[str]:
     topology = model["modelTopology"]
     nodes = list(topology.get("node", []))
@@ -197,19 +207,14 @@ class TFJSNodeSession:
 
     def benchmark(self, feed: Mapping[str, np.ndarray] | np.ndarray, labels: np.ndarray | None,
                   protocol: Any) -> dict[str, Any]:
-        """Time single-batch runs inside one Node process with the harness protocol; returns measure()-style fields."""
-        from device_runtime.device_scripts.edge_bench import latency_stats
-
-        flags = ["--bench-warmup", str(protocol.warmup_runs), "--bench-min-runs", str(protocol.min_runs),
-                 "--bench-min-ms", str(protocol.min_duration_s * 1000), "--bench-max-runs", str(protocol.max_runs)]
-        outputs = self._invoke(feed, flags)
+        """Time single-batch runs inside one Node process with the harness protocol (min_sample_ms and the
+        steadiness check included); returns measure()-style fields."""
+        outputs = self._invoke(feed, ["--protocol", json.dumps(asdict(protocol))])
         report = self.last_report
-        latencies = report["latencies_ms"]
         return {"load_ms": report["timings_ms"]["load"], "first_inference_ms": report["timings_ms"]["first_inference"],
-                "runs": len(latencies), "duration_s": sum(latencies) / 1000, **latency_stats(latencies),
-                "accuracy": label_accuracy(outputs, labels), "samples": len(outputs[0]),
-                "peak_rss_bytes": report["peak_rss_bytes"], "tfjs_version": report["tfjs_version"],
-                "node_version": report["node_version"]}
+                **timing_fields(report, protocol), "accuracy": label_accuracy(outputs, labels),
+                "samples": len(outputs[0]), "peak_rss_bytes": report["peak_rss_bytes"],
+                "tfjs_version": report["tfjs_version"], "node_version": report["node_version"]}
 
     def _invoke(self, feed: Any, extra: list[str]) -> list[np.ndarray]:
         pairs = graph_feed(self.signature, feed, self.model_dir / MODEL_JSON)

@@ -88,7 +88,9 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
     for module in PRELOAD.get(request["runtime"], ()):
         importlib.import_module(module)
     signal_ready()
-    session = runtime.load(model_file, request["delegate"], request.get("threads"))
+    # a runtime that emulates the device's CPU speed itself (a browser page) gets the rate; the others are throttled
+    rate = {"cpu_throttling_rate": request["cpu_throttling_rate"]} if request.get("cpu_throttling_rate") else {}
+    session = runtime.load(model_file, request["delegate"], request.get("threads"), **rate)
     try:
         feed, labels, described = _samples(session, inputs, model_file, order)
         result = session.benchmark(feed, labels, Protocol(**request["protocol"]))

@@ -83,16 +83,15 @@ def bench_requests(args: argparse.Namespace) -> list[BenchRequest]:
 
 def bench_artifacts(args: argparse.Namespace) -> list[Measurement]:
     """Measure each artifact or model file in a worker and append every outcome to the store."""
-    from device_runtime.profiles import PROFILES
-    from pipeline.calibration import calibration_for
+    from pipeline.calibration import calibration_for_artifact
 
     requests = bench_requests(args)
-    calibration = calibration_for(Path(args.workspace), PROFILES.get(args.device))
-    fraction = calibration["active_fraction"] if calibration else 1.0
     measurements = []
     with open_store(Path(args.store)) as store:
-        for request in requests:
-            request = replace(request, active_fraction=fraction, calibration=calibration)
+        for request in requests:  # each artifact throttled by the calibration of the precision it runs in
+            calibration = calibration_for_artifact(Path(args.workspace), request.profile, request.artifact_dir)
+            request = replace(request, active_fraction=calibration["active_fraction"] if calibration else 1.0,
+                              calibration=calibration)
             measurement = run_benchmark(request)
             insert_measurement(store, measurement.to_json())
             measurements.append(measurement)
@@ -108,6 +107,13 @@ def print_measurements(measurements: list[Measurement], as_json: bool) -> int:
         for m in measurements:
             if m.error:
                 print(f"{Path(m.artifact_dir).name}: {m.status}: {m.error}")
+            threads = m.context.get("threads") or {}
+            if threads.get("granted") is not None and threads["granted"] != threads["requested"]:
+                print(f"{Path(m.artifact_dir).name}: threads {threads['requested']} requested, {threads['granted']} "
+                      f"granted (this host lends {m.device_profile} {threads['granted']} of its {threads['host_cores']} cores)")
+            if m.result.get("unsteady"):
+                print(f"{Path(m.artifact_dir).name}: unsteady: block medians differ by {m.result['block_spread']:.0%}; "
+                      "the figure may not repeat (other load on this host?)")
         if any(m.context.get("inputs") == SYNTHETIC for m in measurements):
             print("inputs: synthetic = seeded random values for each input of the model's signature: floats in its value "
                   "range, masks all ones, integer inputs in [0, 100) (real token ids unknown); no labels, so no accuracy")

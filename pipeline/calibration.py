@@ -1,45 +1,90 @@
-"""Calibrate a profile's CPU throttle on this host against the published anchor latency.
+"""Calibrate a profile's CPU throttle on this host, per precision, against the published anchor latency.
 
-fraction = host_ms / published_ms (the share of wall time the worker may run), then the
-anchor is re-measured under that throttle and the prediction error is reported.
+The anchor model is measured unthrottled, then the throttle's active fraction is searched (secant on
+1/fraction, kept inside a bracket) re-measuring the anchor each time, until the emulated latency is within
+`CALIBRATION_TOLERANCE` of the published one or `MAX_MEASUREMENTS` are spent. A precision whose device class
+has no published figure uses the fp32 calibration and says so. `calibration.json` in the workspace holds
+`{profile: {precision: record}}`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from device_runtime.device_scripts.edge_bench import Protocol
-from device_runtime.profiles import DeviceProfile
+from device_runtime.profiles import (
+    MOBILENET_V1,
+    MOBILENET_V2,
+    MOBILENET_V3_LARGE,
+    PRECISIONS,
+    Anchor,
+    DeviceProfile,
+)
+from device_runtime.throttle import throttle_mechanism
 from pipeline.core.errors import ConfigError
 
+RECORD_VERSION = 2
+CALIBRATION_TOLERANCE = 0.10
+MAX_MEASUREMENTS = 6  # the unthrottled one included
+MIN_FRACTION = 0.02
 ANCHOR_SAMPLES = 8
 CALIBRATION_PROTOCOL = Protocol(warmup_runs=5, min_runs=30, min_duration_s=1.5)
+INT8_MODES = ("int8", "qat-int8", "dynamic-int8")
+
+
+def precision_of(manifest: dict[str, Any] | None) -> str:
+    """The arithmetic an artifact runs in: 'int8' (static, QAT or dynamic int8, pruned or not), 'fp16', else 'fp32'."""
+    modes = [(stage.get("config") or {}).get("mode") for stage in (manifest or {}).get("stages") or []
+             if isinstance(stage, dict)]
+    if any(mode in INT8_MODES for mode in modes):
+        return "int8"
+    return "fp16" if "fp16" in modes else "fp32"
 
 
 def host_key() -> str:
     """Identifies the host CPU, so a calibration is never reused on a different machine."""
-    model = ""
     try:
         model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                      if line.startswith("model name"))
     except (OSError, StopIteration):
         model = platform.processor()
-    import os
-
     return f"{model} x{len(os.sched_getaffinity(0))}"
 
 
-def anchor_artifact(workspace: Path) -> Path:
-    """MobileNet v2 1.0 224 fp32 as .tflite (random weights, as in XNNPACK's published benchmark)."""
-    out = workspace / "anchors" / "mobilenet_v2_1.0_224-tflite"
+# --- anchor models -----------------------------------------------------------------------------------------------
+
+def _keras_model(model: str) -> Any:
+    import keras
+
+    shape = (224, 224, 3)
+    builders = {
+        MOBILENET_V1: lambda: keras.applications.MobileNet(input_shape=shape, alpha=1.0, weights=None),
+        MOBILENET_V2: lambda: keras.applications.MobileNetV2(input_shape=shape, alpha=1.0, weights=None),
+        MOBILENET_V3_LARGE: lambda: keras.applications.MobileNetV3Large(input_shape=shape, alpha=1.0, weights=None,
+                                                                        include_preprocessing=False),
+    }
+    if model not in builders:
+        raise ConfigError(f"No anchor model builder for {model!r}; known: {', '.join(builders)}.")
+    keras.utils.set_random_seed(0)
+    return builders[model]()
+
+
+def anchor_artifact(workspace: Path, model: str = MOBILENET_V2, precision: str = "fp32") -> Path:
+    """`model` as .tflite at `precision` (random weights, as in XNNPACK's published benchmark), built once.
+
+    int8 is static full-integer quantization through the project's exporter, calibrated on the random inputs.
+    """
+    slug = model.lower().replace(" ", "_")
+    out = workspace / "anchors" / (f"{slug}-tflite" if precision == "fp32" else f"{slug}-{precision}-tflite")
     if (out / "manifest.json").is_file():
         return out
-    import keras
     import numpy as np
 
     from pipeline.core.bundle import ModelBundle, SourceInfo, TensorSpec
@@ -47,62 +92,216 @@ def anchor_artifact(workspace: Path) -> Path:
     from pipeline.export import export_bundle
     from quantize import quantization_config
 
-    keras.utils.set_random_seed(0)
-    model = keras.applications.MobileNetV2(input_shape=(224, 224, 3), alpha=1.0, weights=None)
+    modes = {"fp32": ("none", {}), "int8": ("int8", {"calibration_samples": ANCHOR_SAMPLES})}
+    if precision not in modes:
+        raise ConfigError(f"No {precision} anchor artifact; anchors are built at {', '.join(modes)}.")
     inputs = np.random.default_rng(0).random((ANCHOR_SAMPLES, 224, 224, 3), dtype=np.float32)
+    data = Dataset("random-uniform", inputs, None, "NHWC")
     bundle = ModelBundle(
-        framework="keras", model=model, inputs=(TensorSpec("input", (None, 224, 224, 3)),),
-        source=SourceInfo("keras", "keras.applications", "keras.applications.MobileNetV2(alpha=1.0, weights=None)", ""),
-        eval_data=Dataset("random-uniform", inputs, None, "NHWC"),
+        framework="keras", model=_keras_model(model), inputs=(TensorSpec("input", (None, 224, 224, 3)),),
+        source=SourceInfo("keras", "keras.applications", f"{model} (keras.applications, weights=None)", ""),
+        eval_data=data, calibration_data=data,
     )
-    export_bundle(bundle, "tflite", quantization_config("none"), out, run_validation=False)
+    mode, options = modes[precision]
+    export_bundle(bundle, "tflite", quantization_config(mode, **options), out, run_validation=False)
     return out
 
 
-def _anchor_p50(workspace: Path, profile: DeviceProfile, threads: int, fraction: float) -> float:
+def _measure(workspace: Path, profile: DeviceProfile, anchor: Anchor, threads: int,
+             fraction: float) -> tuple[float, str]:
+    """The anchor's p50 (ms) on `threads` threads under `fraction`, and the throttle mechanism that ran."""
     from device_runtime.harness import BenchRequest, run_benchmark
 
-    request = BenchRequest(anchor_artifact(workspace), "litert", "xnnpack", threads, profile,
-                           CALIBRATION_PROTOCOL, active_fraction=fraction)
+    request = BenchRequest(anchor_artifact(workspace, anchor.model, anchor.precision), "litert", "xnnpack", threads,
+                           replace(profile, memory_mb=None), CALIBRATION_PROTOCOL, active_fraction=fraction)
     measurement = run_benchmark(request)
     if measurement.status != "ok":
-        raise ConfigError(f"Calibrating {profile.name} failed: the anchor model did not run ({measurement.error}).")
-    return float(measurement.result["latency_ms_p50"])
+        raise ConfigError(f"Calibrating {profile.name}: {anchor.model} ({anchor.precision}) did not run "
+                          f"({measurement.error}).")
+    mechanism = measurement.context.get("throttle_mechanism") or throttle_mechanism(fraction)
+    return float(measurement.result["latency_ms_p50"]), mechanism
 
 
-def calibrate(workspace: Path, profile: DeviceProfile) -> dict[str, Any]:
-    """Measure the anchor unthrottled and throttled under `profile`; returns the calibration record."""
-    if profile.anchor is None:
-        raise ConfigError(f"Profile {profile.name} has no anchor model, so it has no throttle to calibrate.")
-    threads = min(profile.anchor.threads, len(profile.usable_cores()))
-    unthrottled = replace(profile, memory_mb=None)
-    host_ms = _anchor_p50(workspace, unthrottled, threads, 1.0)
-    fraction = min(1.0, host_ms / profile.anchor.published_ms)
-    emulated_ms = _anchor_p50(workspace, unthrottled, threads, fraction)
-    if fraction < 1.0:  # one correction step for the stop/continue overhead the first guess ignores
-        fraction = min(1.0, fraction * emulated_ms / profile.anchor.published_ms)
-        emulated_ms = _anchor_p50(workspace, unthrottled, threads, fraction)
-    return {
-        "profile": profile.name, "host": host_key(), "calibrated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "anchor_model": profile.anchor.model, "anchor_source": profile.anchor.source,
-        "published_ms": profile.anchor.published_ms, "device_threads": profile.anchor.threads, "host_threads": threads,
-        "host_ms": round(host_ms, 3), "active_fraction": round(fraction, 4), "emulated_ms": round(emulated_ms, 3),
-        "prediction_error": round((emulated_ms - profile.anchor.published_ms) / profile.anchor.published_ms, 4),
-        "note": "host faster than device: throttled" if fraction < 1 else "host slower than the device: no throttle possible",
+# --- the search --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FractionSearch:
+    """The outcome of `search_fraction`: every (fraction, p50 ms) measured, host first, and the one chosen."""
+
+    points: tuple[tuple[float, float], ...]
+    fraction: float
+    emulated_ms: float
+    error: float
+    converged: bool
+    why: str = ""
+
+    @property
+    def host_ms(self) -> float:
+        return self.points[0][1]
+
+
+def _next_fraction(points: list[tuple[float, float]], target: float, low: float, high: float) -> float:
+    """Secant on latency against 1/fraction through the last two points, bisection when it leaves (low, high)."""
+    (f1, l1), (f2, l2) = points[-2], points[-1]
+    if l2 != l1:
+        x = 1 / f2 + (target - l2) * (1 / f2 - 1 / f1) / (l2 - l1)
+        if x > 0 and low < 1 / x < high:
+            return 1 / x
+    return (low + high) / 2
+
+
+def search_fraction(measure: Callable[[float], float], published_ms: float,
+                    tolerance: float = CALIBRATION_TOLERANCE, max_measurements: int = MAX_MEASUREMENTS,
+                    min_fraction: float = MIN_FRACTION) -> FractionSearch:
+    """Find the active fraction at which `measure(fraction)` (p50 ms) is within `tolerance` of `published_ms`.
+
+    Latency falls as the fraction rises; (low, high) brackets the answer as measurements come in.
+    """
+    def error(ms: float) -> float:
+        return (ms - published_ms) / published_ms
+
+    host_ms = measure(1.0)
+    points = [(1.0, host_ms)]
+    if abs(error(host_ms)) <= tolerance or host_ms > published_ms:
+        return FractionSearch(tuple(points), 1.0, host_ms, error(host_ms), abs(error(host_ms)) <= tolerance,
+                              "" if abs(error(host_ms)) <= tolerance else "host slower than the device")
+    low, high = min_fraction, 1.0
+    fraction, why = host_ms / published_ms, ""
+    while len(points) < max_measurements:
+        if fraction < min_fraction:
+            why = f"it needs a run share below {min_fraction:.0%}"
+            break
+        ms = measure(fraction)
+        points.append((fraction, ms))
+        if abs(error(ms)) <= tolerance:
+            return FractionSearch(tuple(points), fraction, ms, error(ms), True)
+        low, high = (max(low, fraction), high) if ms > published_ms else (low, min(high, fraction))
+        if high - low < 0.002:
+            why = "the latency jumps across the target between two almost equal run shares"
+            break
+        fraction = _next_fraction(points, published_ms, low, high)
+    best = min(points[1:] or points, key=lambda point: abs(error(point[1])))
+    return FractionSearch(tuple(points), best[0], best[1], error(best[1]), False,
+                          why or f"no run share within ±{tolerance:.0%} in {len(points)} measurements")
+
+
+# --- records -----------------------------------------------------------------------------------------------------
+
+def _reason(search: FractionSearch, anchor: Anchor, host_threads: int, mechanism: str) -> str:
+    if search.converged:
+        return ""
+    threads = (f"; the device runs {anchor.threads} threads, this host gives the worker {host_threads}"
+               if host_threads < anchor.threads else "")
+    if search.why == "host slower than the device":
+        return (f"this host ({search.host_ms:.1f} ms on {host_threads} threads) is slower than the device "
+                f"({anchor.published_ms:g} ms): a throttle can only slow it down{threads}")
+    return (f"{search.why} (best {search.error:+.1%} at run share {search.fraction:.3f}); the {mechanism} throttle "
+            f"cannot hold {anchor.published_ms:g} ms on this host{threads}")
+
+
+def calibrate(workspace: Path, profile: DeviceProfile, precision: str = "fp32", checks: bool = True,
+              measure: Callable[[float], float] | None = None) -> dict[str, Any]:
+    """Search `profile`'s active fraction against its `precision` anchor; returns the calibration record.
+
+    With `checks`, each published check point of that precision is measured once under the fraction found.
+    `measure(fraction) -> p50 ms` replaces the real anchor measurement (to test the search itself).
+    """
+    anchor = profile.anchor_for(precision)
+    if anchor is None:
+        raise ConfigError(f"Profile {profile.name} has no {precision} anchor to calibrate against"
+                          f"{'' if profile.anchors else ' (it has no throttle)'}.")
+    threads = min(anchor.threads, len(profile.usable_cores()))
+    mechanisms: list[str] = []
+
+    def measured(fraction: float) -> float:
+        ms, mechanism = _measure(workspace, profile, anchor, threads, fraction)
+        mechanisms.append(mechanism)
+        return ms
+
+    search = search_fraction(measure or measured, anchor.published_ms)
+    mechanism = throttle_mechanism(search.fraction) if measure else (
+        mechanisms[[f for f, _ in search.points].index(search.fraction)])
+    record = {
+        "version": RECORD_VERSION, "profile": profile.name, "precision": precision, "calibrated_from": precision,
+        "host": host_key(), "calibrated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "anchor_model": anchor.model, "anchor_source": anchor.source, "published_ms": anchor.published_ms,
+        "device_threads": anchor.threads, "host_threads": threads, "host_ms": round(search.host_ms, 3),
+        "active_fraction": round(search.fraction, 4), "emulated_ms": round(search.emulated_ms, 3),
+        "prediction_error": round(search.error, 4), "iterations": len(search.points), "mechanism": mechanism,
+        "status": "calibrated" if abs(search.error) <= CALIBRATION_TOLERANCE else "uncalibrated",
+        "reason": _reason(search, anchor, threads, mechanism), "tolerance": CALIBRATION_TOLERANCE,
+        "measurements": [{"active_fraction": round(f, 4), "p50_ms": round(ms, 3)} for f, ms in search.points],
     }
-
-
-def calibration_for(workspace: Path, profile: DeviceProfile, refresh: bool = False) -> dict[str, Any] | None:
-    """The stored calibration of `profile` on this host, calibrating first when missing or stale."""
-    if profile.anchor is None:
-        return None
-    path = workspace / "calibration.json"
-    stored = json.loads(path.read_text()) if path.is_file() else {}
-    record = stored.get(profile.name)
-    if refresh or record is None or record.get("host") != host_key() or record.get("published_ms") != profile.anchor.published_ms:
-        from pipeline.core.files import write_json_atomic
-
-        record = calibrate(workspace, profile)
-        stored[profile.name] = record
-        write_json_atomic(path, stored)
+    if checks and measure is None and record["status"] == "calibrated":
+        record["checks"] = check_points(workspace, profile, precision, search.fraction)
     return record
+
+
+def check_points(workspace: Path, profile: DeviceProfile, precision: str, fraction: float) -> list[dict[str, Any]]:
+    """Measure `profile`'s published check points of `precision` once each under `fraction` (never calibrated on)."""
+    results = []
+    for check in (c for c in profile.checks if c.precision == precision):
+        threads = min(check.threads, len(profile.usable_cores()))
+        ms, _ = _measure(workspace, profile, check, threads, fraction)
+        results.append({"model": check.model, "precision": check.precision, "source": check.source,
+                        "published_ms": check.published_ms, "emulated_ms": round(ms, 3),
+                        "prediction_error": round((ms - check.published_ms) / check.published_ms, 4)})
+    return results
+
+
+def fallback_record(base: dict[str, Any], precision: str) -> dict[str, Any]:
+    """`base` (the fp32 calibration) standing in for `precision`, whose device class has no published figure."""
+    reason = (f"no published {precision} latency for the {base['profile']} device class: the fp32 anchor's "
+              f"throttle is used, so {precision} runs at this host's {precision}/fp32 speed ratio, not the device's")
+    if base.get("reason"):
+        reason += f"; fp32: {base['reason']}"
+    return {**base, "precision": precision, "calibrated_from": base["precision"], "reason": reason,
+            "checks": [c for c in base.get("checks", []) if c["precision"] == precision]}
+
+
+def _stale(record: dict[str, Any] | None, anchor: Anchor) -> bool:
+    if record is None or record.get("version") != RECORD_VERSION or record.get("host") != host_key():
+        return True
+    if (record.get("anchor_model"), record.get("published_ms")) != (anchor.model, anchor.published_ms):
+        return True
+    return record.get("active_fraction", 1.0) < 1.0 and record.get("mechanism") != throttle_mechanism()
+
+
+def calibration_for(workspace: Path, profile: DeviceProfile, precision: str = "fp32",
+                    refresh: bool = False) -> dict[str, Any] | None:
+    """The calibration of `profile` for `precision` on this host (None for a profile without a throttle).
+
+    Calibrates first when missing, stale (another host, anchor or throttle mechanism) or `refresh`; a precision
+    without a published anchor gets the fp32 calibration, marked `calibrated_from: fp32` with the reason.
+    """
+    if not profile.anchors:
+        return None
+    if precision not in PRECISIONS:
+        raise ConfigError(f"Unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}.")
+    anchor = profile.anchor_for(precision)
+    if anchor is None:
+        return fallback_record(calibration_for(workspace, profile, "fp32", refresh), precision)
+    from pipeline.core.files import lock_path, write_json_atomic
+    from pipeline.core.locks import exclusive_lock
+
+    path = workspace / "calibration.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(lock_path(path)):  # two processes never calibrate on top of each other
+        stored = json.loads(path.read_text()) if path.is_file() else {}
+        entry = stored.get(profile.name)
+        if not isinstance(entry, dict) or "profile" in entry:  # the one-record-per-profile format of before
+            entry = {}
+        record = entry.get(precision)
+        if refresh or _stale(record, anchor):
+            record = calibrate(workspace, profile, precision)
+            stored[profile.name] = {**entry, precision: record}
+            write_json_atomic(path, stored)
+    return record
+
+
+def calibration_for_artifact(workspace: Path, profile: DeviceProfile, artifact: Path) -> dict[str, Any] | None:
+    """The calibration for the precision `artifact` runs in (fp32 for a bare model file without a manifest)."""
+    from pipeline.core.manifest import MANIFEST_FILE, read_manifest
+
+    manifest = read_manifest(artifact) if (Path(artifact) / MANIFEST_FILE).is_file() else None
+    return calibration_for(workspace, profile, precision_of(manifest))

@@ -173,7 +173,8 @@ class BenchServer:
         self.stored: list[int] = []
         files = {f"tfjs/{url.rsplit('/', 1)[1]}": path for url, path in page_files().items() if url.startswith("/tfjs/")}
         files |= {"": PAGE_DIR / "serve.html", "serve.js": PAGE_DIR / "serve.js", "run.html": PAGE_DIR / "run.html",
-                  "run.js": PAGE_DIR / "run.js", "runner.js": PAGE_DIR / "runner.js"}
+                  "run.js": PAGE_DIR / "run.js", "runner.js": PAGE_DIR / "runner.js",
+                  "protocol.js": PAGE_DIR / "protocol.js"}
         self.files = files
         self.plan = json.dumps(plan(artifacts, protocol, backends)).encode()
         self._server = ThreadingHTTPServer((host, port), self._handler())

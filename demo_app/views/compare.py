@@ -7,6 +7,7 @@ import streamlit as st
 
 from demo_app import charts
 from demo_app.data import FILTERS, default_selection, filter_rows
+from demo_app.emulation import int8_notes, uncalibrated_warning, with_emulation
 from demo_app.ui import artifacts, first_run, leaderboard, workspace
 from pipeline.report import FRACTIONS, format_metric
 
@@ -17,12 +18,15 @@ COLUMNS = {
     "runtime_delegate": "runtime/delegate", "device": "device", "kind": "kind", "threads": "threads",
     "p50_ms": st.column_config.NumberColumn("p50 ms", format="%.4f"),
     "p90_ms": st.column_config.NumberColumn("p90 ms", format="%.4f"),
+    "calibration_badge": st.column_config.TextColumn(
+        "calibration", help="Emulated rows: the calibration status of the device profile and precision on this host "
+        "and the anchor's error against its published latency; UNCALIBRATED rows missed it by more than 10%"),
     "latency_ms_p99": st.column_config.NumberColumn("p99 ms", format="%.4f"),
     "size_bytes": st.column_config.NumberColumn("size B", format="localized"),
     "size_bytes_gzip": st.column_config.NumberColumn("gzip B", format="localized"),
     "metric_value": None,  # the task metric: named and formatted by metric_column
     "agreement": st.column_config.NumberColumn("top-1 agreement", format="percent"),
-    "delegated": "delegated ops", "warning": "delegation warning",
+    "delegated": "delegated ops", "warning": "delegation warning", "int8_note": "int8 note",
     "detail": st.column_config.LinkColumn("manifest", display_text="open", help="Artifact detail: manifest, validation, delegation"),
 }
 
@@ -56,7 +60,7 @@ selection = {}
 for column, label in FILTERS:
     options = sorted(frame[column].astype(str).unique())
     selection[column] = st.sidebar.multiselect(label, options, default=defaults[column], key=f"filter_{column}")
-rows = filter_rows(frame, selection)
+rows = with_emulation(filter_rows(frame, selection))
 if rows.empty:
     st.warning("No measurement matches these filters. Widen them in the sidebar.")
     st.stop()
@@ -72,7 +76,13 @@ st.subheader("Leaderboard")
 st.caption("Latest successful measurement per artifact, runtime, delegate, device and threads. The task metric "
            "(accuracy for classifiers, cosine or SQNR dB against the source for other models) and agreement come from "
            "the export's validation. Select a row (or follow its link) for details.")
+warning = uncalibrated_warning(rows)
+if warning:
+    st.error(warning, icon=":material/warning:")
+for note in int8_notes(rows):
+    st.info(note, icon=":material/speed:")
 table, config = metric_column(rows)
+config = {k: v for k, v in config.items() if k in table.columns}  # a store from before calibration has no int8_note
 picked = st.dataframe(table[list(config)], column_config=config, hide_index=True, width="stretch",
                       on_select="rerun", selection_mode="single-row", key="leaderboard")
 chosen = picked.selection.rows if picked is not None else []
@@ -82,12 +92,14 @@ if chosen and st.button("Open artifact detail", icon=":material/description:", t
 
 pareto, sizes, latency = st.tabs(["Task metric vs latency", "Size", "Latency distribution"])
 with pareto:
-    st.caption("Marker area ~ size, colour = target; outlined markers (joined by the dashed line) form the Pareto front. "
+    st.caption("Marker area ~ size, colour = target, shape = measured (circle), emulated (diamond) or emulated and "
+               "UNCALIBRATED (triangle); outlined markers (joined by the dashed line) form the Pareto front. "
                "Each task metric has its own panel.")
     st.altair_chart(charts.pareto_chart(rows), width="stretch")
 with sizes:
     st.caption("Raw bytes (solid) and gzip bytes (light) of every file of the artifact.")
     st.altair_chart(charts.size_chart(rows), width="stretch")
 with latency:
-    st.caption("Whisker: min to max; bar: p50 to p90; coloured tick: p99; black tick: p50 (from the stored run statistics).")
+    st.caption("Whisker: min to max; bar: p50 to p90; coloured tick: p99; black mark: p50, shaped by measured / "
+               "emulated / UNCALIBRATED (from the stored run statistics).")
     st.altair_chart(charts.latency_chart(rows), width="stretch")

@@ -10,7 +10,8 @@ import streamlit as st
 
 from demo_app import charts
 from demo_app.data import Artifact, find_artifact, measurements_of, output_metrics, tolerances
-from demo_app.ui import artifacts_or_first_run, eval_comparison, ops, source_path, workspace
+from demo_app.emulation import FLAG, int8_notes
+from demo_app.ui import artifacts_or_first_run, eval_comparison, leaderboard, ops, source_path, workspace
 from pipeline.core.errors import PipelineError
 from pipeline.report import format_metric, task_metric, task_of
 
@@ -92,6 +93,13 @@ with tab_measure:
     if measured.empty:
         st.info("Not benchmarked yet: start a benchmark on the Run page.")
     else:
+        flagged = measured[measured["calibration"].str.startswith(FLAG)]
+        if not flagged.empty:
+            st.error(f"{len(flagged)} emulated measurement(s) are UNCALIBRATED: their throttle missed the published "
+                     "anchor by more than 10%, so these latencies are not the device's.", icon=":material/warning:")
+        board = leaderboard(ws)
+        for note in int8_notes(board[board["artifact_path"] == str(artifact.path)] if "artifact_path" in board else board):
+            st.info(note, icon=":material/speed:")
         st.dataframe(measured, hide_index=True, width="stretch")
 
 with tab_manifest:

@@ -326,13 +326,17 @@ class TFLiteProgram:
 
 
 class TFLiteGpuProgram:
-    """A `.tflite` model compiled by LiteRT for the GPU alone (`CompiledModel`); refuses any CPU fallback."""
+    """A `.tflite` model compiled by LiteRT for the GPU alone (`CompiledModel`); refuses any CPU fallback.
+
+    A timed call ends when every output is back in host memory: the accelerator's run only queues the work.
+    """
 
     delegate_used = "gpu"
 
     def __init__(self, path: Path, threads: int | None, delegate: str = "gpu") -> None:
         from ai_edge_litert.compiled_model import CompiledModel
         from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+        from ai_edge_litert.interpreter import Interpreter
 
         self.model = CompiledModel.from_file(str(path), hardware_accel=HardwareAccelerator.GPU)
         if not self.model.is_fully_accelerated():
@@ -340,30 +344,38 @@ class TFLiteGpuProgram:
         signature = self.model.get_signature_by_index(0)
         self.input_buffers = self.model.create_input_buffers(0)
         self.output_buffers = self.model.create_output_buffers(0)
+        # the accelerator's buffers carry no quantization: read each tensor's scale and zero point from the model
+        runner = Interpreter(model_path=str(path)).get_signature_runner(signature.get("key") or None)
+        quantization = {**{n: d["quantization"] for n, d in runner.get_input_details().items()},
+                        **{n: d["quantization"] for n, d in runner.get_output_details().items()}}
 
         def tensor(name: str, buffer, position: int) -> TensorInfo:
             details = buffer.get_tensor_details()
-            return TensorInfo(name, tuple(int(d) for d in details["shape"]), str(details["dtype"]), index=position)
+            scale, zero_point = quantization.get(name, (0.0, 0))
+            return TensorInfo(name, tuple(int(d) for d in details["shape"]), str(details["dtype"]), float(scale),
+                              int(zero_point), index=position)
 
         self.inputs = [tensor(n, b, i) for i, (n, b) in enumerate(zip(signature["inputs"], self.input_buffers, strict=True))]
         outputs = [tensor(n, b, i) for i, (n, b) in enumerate(zip(signature["outputs"], self.output_buffers, strict=True))]
         self.outputs = sorted(outputs, key=lambda t: natural_key(t.name))
         self.batch = int(self.inputs[0].shape[0]) if self.inputs else 1
+        self.last: list = []
 
     def prepare(self, feed):
         """(input buffer, array) pairs for `invoke`."""
         return list(zip(self.input_buffers, prepare_feed(self.inputs, feed), strict=True))
 
     def invoke(self, prepared) -> None:
+        import numpy as np
+
         for buffer, array in prepared:
             buffer.write(array)
         self.model.run_by_index(0, self.input_buffers, self.output_buffers)
+        self.last = [np.asarray(self.output_buffers[t.index].read(math.prod(t.shape), t.dtype)).reshape(t.shape)
+                     for t in self.outputs]
 
     def result(self) -> list:
-        import numpy as np
-
-        return [from_tensor(np.asarray(self.output_buffers[t.index].read(math.prod(t.shape), t.dtype)).reshape(t.shape), t)
-                for t in self.outputs]
+        return [from_tensor(array, t) for array, t in zip(self.last, self.outputs, strict=True)]
 
     def close(self) -> None:
         self.model.close()
@@ -482,8 +494,61 @@ class PteProgram:
         self.method = None
 
 
+class OnnxProgram:
+    """An `.onnx` model in ONNX Runtime on one execution provider, `cpu` or `xnnpack` (the CPU provider takes what
+    XNNPACK does not), all graph optimizations on, `threads` intra-op threads; `delegate_used` is the provider
+    the session reports first."""
+
+    PROVIDERS = {"cpu": "CPUExecutionProvider", "xnnpack": "XnnpackExecutionProvider"}
+    TYPES = {"float": "float32", "float16": "float16", "double": "float64", "int64": "int64", "int32": "int32",
+             "int8": "int8", "uint8": "uint8", "bool": "bool"}
+
+    def __init__(self, path: Path, threads: int | None, delegate: str = "cpu") -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise MissingRuntime("an .onnx needs ONNX Runtime: pip install onnxruntime") from None
+        provider, available = self.PROVIDERS[delegate], ort.get_available_providers()
+        if provider not in available:
+            raise RuntimeError(f"this onnxruntime wheel has no {provider} (it has: {', '.join(available)})")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default (one per physical core)
+        providers = [provider] if delegate == "cpu" else [(provider, {"intra_op_num_threads": threads or 1}),
+                                                          "CPUExecutionProvider"]
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        names = {name: key for key, name in self.PROVIDERS.items()}
+        self.delegate_used = names.get(self.session.get_providers()[0], self.session.get_providers()[0])
+        self.backend_info = {"execution_providers": self.session.get_providers(), "intra_op_num_threads": threads or 0,
+                             "graph_optimization_level": str(options.graph_optimization_level).rsplit(".", 1)[-1],
+                             "onnxruntime": ort.__version__}
+
+        def tensor(arg, position: int) -> TensorInfo:
+            dtype = self.TYPES.get(arg.type.removeprefix("tensor(").rstrip(")"), arg.type)
+            return TensorInfo(arg.name, tuple(d if isinstance(d, int) else None for d in arg.shape), dtype, index=position)
+
+        self.inputs = [tensor(arg, i) for i, arg in enumerate(self.session.get_inputs())]
+        self.outputs = [tensor(arg, i) for i, arg in enumerate(self.session.get_outputs())]
+        self.batch = (self.inputs[0].shape[0] or 1) if self.inputs else 1  # an open batch: one sample a run
+        self.last = None
+
+    def prepare(self, feed):
+        """A feed at the model's batch size as the session's {input name: array}."""
+        return {t.name: array for t, array in zip(self.inputs, prepare_feed(self.inputs, feed), strict=True)}
+
+    def invoke(self, prepared) -> None:
+        self.last = self.session.run(None, prepared)
+
+    def result(self) -> list:
+        return [from_tensor(y, t) for y, t in zip(self.last, self.outputs, strict=True)]
+
+    def close(self) -> None:
+        self.session = None
+
+
 PROGRAMS = {".tflite": {"xnnpack": TFLiteProgram, "cpu": TFLiteProgram, "gpu": TFLiteGpuProgram},
-            ".pte": {"xnnpack": PteProgram, "portable": PteProgram}}
+            ".pte": {"xnnpack": PteProgram, "portable": PteProgram},
+            ".onnx": {"cpu": OnnxProgram, "xnnpack": OnnxProgram}}
 
 
 def load_program(path: Path, threads: int | None, delegate: str):

@@ -42,10 +42,9 @@ async function run() {
   const loaded = await edgeRunner.load({ url: artifact.model });
   if (loaded.error) return { error: `${loaded.stage}: ${loaded.error}` };
   const inputs = await Promise.all(artifact.inputs.map(fetchInput));
-  const p = plan.protocol;
   const reply = await edgeRunner.infer({
     inputs, outputs: artifact.outputs, timeout_ms: 600000,
-    bench: { warmup: p.warmup_runs, min_runs: p.min_runs, min_ms: p.min_duration_s * 1000, max_runs: p.max_runs },
+    bench: plan.protocol,
   });
   if (reply.error) return { error: `${reply.stage}: ${reply.error}` };
   return {

@@ -5,6 +5,9 @@
 //   edgeRunner.load({url})                -> load_ms, the model's inputs and outputs
 //   edgeRunner.infer({inputs, outputs, bench, timeout_ms}) -> outputs, timings
 //
+// `bench` is the harness's Protocol as a dict (protocol.js, loaded before this file, runs it: warm-up,
+// samples of back-to-back inferences filling min_sample_ms, the steadiness check).
+//
 // serve-bench's run.js calls the same entry points from a phone's browser.
 // Tensors cross the boundary as {name, dtype, shape, data}: data is base64 of the little-endian values,
 // dtype float32, int32 or bool (one byte per value). An input's name is the model's (null: its input at
@@ -200,24 +203,14 @@ function batchTensors(inputs, start, valid, batch) {
 
 const disposeAll = (named) => Object.values(named).forEach((t) => t.dispose());
 
-/** MLPerf-style timing of one batch per run over the real samples: warm-up excluded, then at
- * least min_runs runs and min_ms milliseconds (at most max_runs). */
+/** The harness's protocol over one batch per inference, cycling over the real samples (protocol.js). */
 async function benchmark(batches, outputs, bench, deadline) {
-  for (let i = 0; i < bench.warmup; i++) await runOnce(batches[i % batches.length], outputs);
-  const latencies = [];
-  const started = performance.now();
-  while (latencies.length < bench.max_runs) {
-    const t0 = performance.now();
-    await runOnce(batches[latencies.length % batches.length], outputs);
-    const t1 = performance.now();
-    latencies.push(t1 - t0);
-    if (t1 > deadline) {
-      stage = 'timeout';
-      throw new Error(`benchmark passed its time limit after ${latencies.length} runs`);
-    }
-    if (latencies.length >= bench.min_runs && t1 - started >= bench.min_ms) break;
+  try {
+    return await edgeProtocol.timeSamples((i) => runOnce(batches[i % batches.length], outputs), bench, { deadline });
+  } catch (error) {
+    if (error.timeout) stage = 'timeout';
+    throw error;
   }
-  return { latencies, wallMs: performance.now() - started };
 }
 
 /** The inputs as {name, dtype, count, sampleShape, sampleSize, data}, checked against each other and the model. */
@@ -269,8 +262,7 @@ async function infer({ inputs, outputs, bench, timeout_ms }) {
     return { name: names[i], dtype: chunks[0].dtype, shape: [count, ...chunks[0].shape.slice(1)], data: toBase64(values) };
   });
 
-  let latencies = null;
-  let benchWallMs = null;
+  let timed = { latencies_ms: null, inferences: null, wall_ms: null };
   if (bench) {
     stage = 'bench';
     const benchBatch = declared && declared[0] > 0 ? declared[0] : 1;
@@ -280,15 +272,16 @@ async function infer({ inputs, outputs, bench, timeout_ms }) {
     }
     if (!batches.length) throw new Error(`the benchmark needs at least ${benchBatch} samples (the model's batch), got ${count}`);
     try {
-      ({ latencies, wallMs: benchWallMs } = await benchmark(batches, wanted, bench, deadline));
+      timed = await benchmark(batches, wanted, bench, deadline);
     } finally {
       batches.forEach(disposeAll);
     }
   }
   const memory = performance.memory ? { used_js_heap_bytes: performance.memory.usedJSHeapSize } : {};
   return {
-    backend: tf.getBackend(), outputs: results, batch, first_inference_ms: state.firstMs, latencies_ms: latencies,
-    bench_wall_ms: benchWallMs, num_tensors: tf.memory().numTensors, ...memory,
+    backend: tf.getBackend(), outputs: results, batch, first_inference_ms: state.firstMs,
+    latencies_ms: timed.latencies_ms, inferences: timed.inferences, bench_wall_ms: timed.wall_ms,
+    num_tensors: tf.memory().numTensors, ...memory,
   };
 }
 

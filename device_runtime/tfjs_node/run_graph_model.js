@@ -3,7 +3,7 @@
 // without network, on the `cpu` or `wasm` backend.
 //
 //   node run_graph_model.js --model DIR --backend cpu|wasm --feed FEED.json --out-dir DIR \
-//        [--threads N] [--batch N]
+//        [--threads N] [--batch N] [--protocol JSON]
 //
 // FEED.json: {"inputs": [{"name", "dtype", "shape", "file"}, ...], "outputs": [names] or null}: one raw
 // little-endian file per input (dtype float32, int32 or bool as one byte per value; file relative to
@@ -13,7 +13,9 @@
 // outputs with name, dtype, shape and file, graph ops, timings); on any failure one JSON line with
 // "error" and "stage" (args, backend, load, input, run), and the exit status is 1. Everything else
 // (TF.js notices) goes to stderr. A model whose first input has a fixed batch (models exported with
-// batch 1) runs in chunks of that batch; otherwise --batch (default: all).
+// batch 1) runs in chunks of that batch; otherwise --batch (default: all). With --protocol (the harness's
+// Protocol as JSON), the feed's samples are then timed one batch at a time with that protocol
+// (../tfjs_browser/protocol.js, shared with the page): latencies_ms per inference, inferences, bench_wall_ms.
 'use strict';
 
 const fs = require('fs');
@@ -28,8 +30,8 @@ const BACKENDS = ['cpu', 'wasm'];
 const ARRAYS = { float32: Float32Array, int32: Int32Array, bool: Uint8Array };
 let stage = 'args';
 const USAGE = 'usage: node run_graph_model.js --model DIR --backend cpu|wasm --feed FEED.json --out-dir DIR ' +
-  '[--threads N] [--batch N] [--bench-warmup N --bench-min-runs N --bench-min-ms MS --bench-max-runs N]';
-const BENCH_FLAGS = ['bench-warmup', 'bench-min-runs', 'bench-min-ms', 'bench-max-runs'];
+  '[--threads N] [--batch N] [--protocol JSON]';
+const edgeProtocol = require(path.join(__dirname, '..', 'tfjs_browser', 'protocol.js'));
 
 function parseArgs(argv) {
   const args = {};
@@ -46,10 +48,11 @@ function parseArgs(argv) {
   if (!BACKENDS.includes(args.backend)) {
     throw new Error(`unknown backend '${args.backend}'; available: ${BACKENDS.join(', ')}`);
   }
-  for (const name of BENCH_FLAGS) {
-    if (args[name] !== undefined) {
-      args[name] = Number(args[name]);
-      if (!Number.isFinite(args[name]) || args[name] < 0) throw new Error(`--${name} must be a number >= 0`);
+  if (args.protocol !== undefined) {
+    try {
+      args.protocol = JSON.parse(args.protocol);
+    } catch (error) {
+      throw new Error(`--protocol is not JSON (${error.message}); ${USAGE}`);
     }
   }
   for (const name of ['threads', 'batch']) {
@@ -181,25 +184,17 @@ async function runOnce(model, feed, outputs) {
   return results;
 }
 
-/** MLPerf-style timing of one batch per run, cycling over the real samples: warm-up excluded,
- * then at least --bench-min-runs runs and --bench-min-ms milliseconds. */
-async function benchmark(tf, model, feed, batch, args) {
+/** The harness's protocol over one batch per inference, cycling over the real samples (protocol.js). */
+async function benchmark(tf, model, feed, batch, protocol) {
   const count = feed.inputs[0].count;
   const batches = [];
   for (let start = 0; start + batch <= count; start += batch) batches.push(batchTensors(tf, model, feed.inputs, start, batch, batch));
   if (!batches.length) throw new Error(`the benchmark needs at least ${batch} samples (the model's batch), got ${count}`);
-  for (let i = 0; i < args['bench-warmup']; i++) await runOnce(model, batches[i % batches.length], feed.outputs);
-  const latencies = [];
-  const maxRuns = args['bench-max-runs'] || 100000;
-  const started = performance.now();
-  while (latencies.length < maxRuns) {
-    const t0 = performance.now();
-    await runOnce(model, batches[latencies.length % batches.length], feed.outputs);
-    latencies.push(performance.now() - t0);
-    if (latencies.length >= args['bench-min-runs'] && performance.now() - started >= args['bench-min-ms']) break;
+  try {
+    return await edgeProtocol.timeSamples((i) => runOnce(model, batches[i % batches.length], feed.outputs), protocol);
+  } finally {
+    batches.forEach((named) => Object.values(named).forEach((t) => t.dispose()));
   }
-  batches.forEach((named) => Object.values(named).forEach((t) => t.dispose()));
-  return latencies;
 }
 
 /** Concatenated rows of each output over the chunks, written to DIR/output_<i>.bin; their descriptions. */
@@ -253,7 +248,7 @@ async function main() {
   const totalMs = performance.now() - inferStart;
 
   stage = 'bench';
-  const latencies = args['bench-min-runs'] ? await benchmark(tf, model, feed, fixedBatch || 1, args) : null;
+  const bench = args.protocol ? await benchmark(tf, model, feed, fixedBatch || 1, args.protocol) : null;
 
   const outputs = writeOutputs(args['out-dir'], names, parts, count);
   writeResult({
@@ -265,7 +260,9 @@ async function main() {
     outputs,
     ops: graphOps(args.model),
     timings_ms: { load: loadMs, first_inference: firstMs, inference_total: totalMs },
-    latencies_ms: latencies,
+    latencies_ms: bench && bench.latencies_ms,
+    inferences: bench && bench.inferences,
+    bench_wall_ms: bench && bench.wall_ms,
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
   });
 }

@@ -50,7 +50,7 @@ def bench(
     from device_runtime.device_scripts.edge_bench import Protocol
     from device_runtime.harness import resolve_request, run_benchmark
     from device_runtime.profiles import PROFILES
-    from pipeline.calibration import calibration_for
+    from pipeline.calibration import calibration_for_artifact
     from pipeline.results import insert_measurement, open_store
 
     path = artifact.path if isinstance(artifact, Artifact) else Path(artifact)
@@ -62,7 +62,7 @@ def bench(
         raise ConfigError(f"timeout must be > 0 seconds, got {timeout}.")
     profile = PROFILES.get(device)
     request = resolve_request(path, runtime, delegate, device, threads, protocol)
-    calibration = calibration_for(Path(workspace), profile)
+    calibration = calibration_for_artifact(Path(workspace), profile, path)  # for the artifact's precision
     request = replace(request, timeout_s=timeout, calibration=calibration,
                       active_fraction=calibration["active_fraction"] if calibration else 1.0)
     measurement = run_benchmark(request)

@@ -183,8 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     _export_parser(sub, common)
     devices = _command(sub, common, "devices", "list emulated device profiles (and calibrate their throttle)",
                        cmd_devices, "print the profiles (or calibrations) as JSON")
-    with_choices(devices.add_argument("--calibrate", metavar="PROFILE", help="re-calibrate PROFILE (or 'all') on "
-                                      "this host; kept in WORKSPACE/calibration.json"), CALIBRATABLE)
+    action = devices.add_mutually_exclusive_group()
+    with_choices(action.add_argument("--calibrate", metavar="PROFILE", help="re-calibrate PROFILE (or 'all') on "
+                                     "this host, each precision it has a published figure for; kept in "
+                                     "WORKSPACE/calibration.json"), CALIBRATABLE)
+    with_choices(action.add_argument("--check", metavar="PROFILE", nargs="*", help="run the second published points "
+                                     "of PROFILE (default: every profile that has some) under the calibrated profile "
+                                     "and print published ms, emulated ms and the error; kept in "
+                                     "WORKSPACE/calibration-checks.json"), DEVICES)
     _bench_parser(sub, common)
 
     imports = _command(sub, common, "import-results", "load JSON results from edge_bench.py on a real device",

@@ -234,29 +234,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from device_runtime.profiles import PROFILES
-    from pipeline.core.table import format_table
+    from pipeline.calibration import host_key
+    from pipeline.cli import devices
 
+    workspace = Path(args.workspace)
     if args.calibrate:
+        from device_runtime.profiles import PROFILES
         from pipeline.calibration import calibration_for
 
-        names = [args.calibrate] if args.calibrate != "all" else [n for n, p in PROFILES.items() if p.anchor]
+        names = [args.calibrate] if args.calibrate != "all" else [n for n, p in PROFILES.items() if p.anchors]
         with framework_output(args):
-            records = [calibration_for(Path(args.workspace), PROFILES.get(name), refresh=True) for name in names]
+            records = [calibration_for(workspace, PROFILES.get(name), anchor.precision, refresh=True)
+                       for name in names for anchor in PROFILES.get(name).anchors]
         if args.json:
             _print_json(records)
             return 0
-        print(format_table(["profile", "published ms", "host ms", "run share", "emulated ms", "error", "threads"],
-                           [(r["profile"], r["published_ms"], r["host_ms"], r["active_fraction"], r["emulated_ms"],
-                             f"{r['prediction_error']:+.1%}", r["host_threads"]) for r in records]))
+        records = [r for r in records if r]
+        print("\n".join([devices.calibration_rows(records), *devices.warning_lines(devices.uncalibrated(records))]))
         return 0
+    if args.check is not None:
+        with framework_output(args) as terminal:
+            results = devices.run_device_checks(workspace, args.check, _lines(args, terminal))
+        if args.json:
+            _print_json(results)
+            return 0
+        print(devices.check_rows(results))
+        print(f"kept in {workspace / 'calibration-checks.json'} (the report's emulation-accuracy table)")
+        return 0
+    listing, warnings = devices.list_devices(workspace, host_key(), args.json)
     if args.json:
-        _print_json([p.to_json() for _, p in PROFILES.items()])
+        _print_json(listing)
         return 0
-    rows = [(p.name, p.cores, p.threads, p.memory_mb or "-", ", ".join(p.delegates),
-             f"{p.anchor.published_ms:g} ms ({p.anchor.threads}t)" if p.anchor else "-", p.description)
-            for _, p in PROFILES.items()]
-    print(format_table(["profile", "cores", "threads", "memory MiB", "delegates", "anchor", "description"], rows))
+    print("\n".join([str(listing), *devices.warning_lines(warnings)]))
     return 0
 
 
@@ -323,7 +332,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.report:
         from pipeline.report import write_report
 
-        paths = write_report(store, workspace / "report")
+        paths = write_report(store, workspace / "report", workspace)
         print("report: " + ", ".join(str(p) for p in paths))
     return 0 if not summary.failures else 1
 
@@ -332,7 +341,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pipeline.report import load_entries, write_report
 
     out = Path(args.out) if args.out else Path(args.workspace) / "report"
-    paths = write_report(store_path(args), out)
+    paths = write_report(store_path(args), out, Path(args.workspace))
     if args.json:
         _print_json({"files": [str(p) for p in paths], "entries": [asdict(e) for e in load_entries(store_path(args))]})
         return 0

@@ -134,9 +134,9 @@ def run_bench_cell(cell: BenchCell, artifact_dir: str, measure: MeasureSpec, cal
             if store and _measured(Path(store), cell_key):  # another writer measured it after we planned
                 return {"reused": True, "status": "ok", "cell_key": cell_key}
             protocol = Protocol(measure.warmup_runs, measure.min_runs, measure.min_duration_s)
-            fraction = calibration["active_fraction"] if calibration else 1.0
+            # `calibration` is the record for this artifact's precision; it sets the throttle's active fraction
             request = resolve_request(Path(artifact_dir), cell.runtime.runtime, cell.runtime.delegate, cell.device,
-                                      cell.runtime.threads, protocol, active_fraction=fraction, calibration=calibration)
+                                      cell.runtime.threads, protocol, calibration=calibration)
             request = replace(request, timeout_s=measure.timeout_s,
                               log_file=bench_log(Path(artifact_dir), cell, cell_key))
             return replace(run_benchmark(request), cell_key=cell_key).to_json()

@@ -176,6 +176,9 @@ def _run_sweep(recipe: Recipe, workspace: Path, store_path: Path, executor: Any,
     started = time.perf_counter()
     summary = SweepSummary()
     plan = build_plan(recipe)
+    from pipeline.sweep.calibration_notice import announce_calibration
+
+    announce_calibration(plan, workspace, out)
     for cell in plan.refused:
         out(f"skip {cell.label()}: the route cannot express quantize '{cell.variant.quantize}'")
     skipped_devices = sorted({(c.device, c.runtime.runtime, c.runtime.delegate) for c in plan.unmeasurable})
@@ -196,7 +199,7 @@ def _cells(recipe: Recipe, workspace: Path, store_path: Path, executor: Any, wai
            hashes: dict[ModelSpec, tuple[str, str | None]], progress: Progress, summary: SweepSummary) -> None:
     """Export the plan's cells, then measure them, recording each outcome in the store and the summary."""
     from device_runtime.profiles import PROFILES
-    from pipeline.calibration import calibration_for
+    from pipeline.calibration import calibration_for_artifact
     from pipeline.results import cached_cell, insert_measurement, open_store, record_export
     from pipeline.sweep.cells import (
         bench_log,
@@ -249,7 +252,7 @@ def _cells(recipe: Recipe, workspace: Path, store_path: Path, executor: Any, wai
                           row["seconds"])
 
         measure = recipe.measure.__dict__
-        calibrations = {name: calibration_for(workspace, PROFILES.get(name)) for name in recipe.devices}
+        calibrations: dict[tuple[str, str], dict[str, Any] | None] = {}  # (device, artifact) -> its precision's
         bench_todo: list[tuple[BenchCell, str, str]] = []
         for cell in plan.benches:
             if cell.export not in ready:
@@ -262,13 +265,16 @@ def _cells(recipe: Recipe, workspace: Path, store_path: Path, executor: Any, wai
                               else "skipped (export failed)")
                 continue
             folder, manifest_sha = ready[cell.export]
-            key = cell.key(manifest_sha, measure, calibrations[cell.device])
+            if (cell.device, folder) not in calibrations:
+                calibrations[cell.device, folder] = calibration_for_artifact(workspace, PROFILES.get(cell.device),
+                                                                             Path(folder))
+            key = cell.key(manifest_sha, measure, calibrations[cell.device, folder])
             if cached_cell(store, key):
                 summary.benches["cached"] += 1
                 progress.step("bench", cell.label(), "cached")
             else:
                 bench_todo.append((cell, folder, key))
-        calls = [(cell, folder, recipe.measure, calibrations[cell.device], key, str(store_path), wait)
+        calls = [(cell, folder, recipe.measure, calibrations[cell.device, folder], key, str(store_path), wait)
                  for cell, folder, key in bench_todo]
         progress.begin("bench", [cell.label() for cell, _, _ in bench_todo])
         for index, record in executor.map(run_bench_cell, calls, exclusive_cpu=True, on_failure=failed_measurement):

@@ -1,13 +1,14 @@
 """The isolated benchmark worker: real measurements, emulated devices, and failures that are recorded, not raised."""
 
 import dataclasses
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from device_runtime.device_scripts.edge_bench import Protocol
-from device_runtime.harness import BenchRequest, resolve_request, run_benchmark
+from device_runtime.harness import BenchRequest, resolve_request, run_benchmark, throttled_protocol
 from device_runtime.profiles import PROFILES
 from pipeline.core.errors import ConfigError, DataError, UnknownNameError
 
@@ -48,7 +49,7 @@ def test_duty_cycle_throttle_really_slows_the_worker(artifacts):
     assert slow.result["latency_ms_mean"] > 2 * fast.result["latency_ms_mean"]
     # a digits inference (microseconds) fits inside one active slice; samples spanning 10 periods see the stops
     assert slow.result["latency_ms_p50"] > 2 * fast.result["latency_ms_p50"]
-    assert slow.result["protocol"]["min_sample_ms"] == 40.0 and fast.result["protocol"]["min_sample_ms"] == 0.0
+    assert slow.result["protocol"]["min_sample_ms"] == 100.0 and fast.result["protocol"]["min_sample_ms"] == 0.0
     assert slow.result["inferences"] > slow.result["runs"]
 
 
@@ -56,7 +57,9 @@ def test_memory_cap_kills_the_worker_and_is_recorded(artifacts):
     tiny = dataclasses.replace(PROFILES.get("rpi3"), name="tiny", memory_mb=64)
     request = BenchRequest(artifacts["executorch-fp32"], "executorch", "xnnpack", 1, tiny, QUICK)
     m = run_benchmark(request)
-    assert m.status == "failed" and "memory cap" in m.error
+    assert m.status == "failed" and "worker killed by the 64 MiB memory cap of profile tiny" in m.error
+    assert f"its process tree reached {m.context['monitor_peak_rss_bytes'] / 2**20:.0f} MiB" in m.error
+    assert m.context["monitor_peak_rss_bytes"] > 64 * 2**20 and m.context["monitor_peak_by_process"]
 
 
 def test_timeout_is_a_recorded_failure(artifacts):
@@ -150,3 +153,47 @@ def test_synthetic_inputs_follow_the_signature_and_are_seeded():
     assert quantized_range(np.float32, (0.0, 0)) is None
     with pytest.raises(DataError, match="leaves dimensions \\[2\\] of input 'x' open"):
         synthetic_inputs([InputSignature("x", (1, 3, None), "float32")], Path("m.tflite"))
+
+
+def test_threads_requested_and_granted_are_recorded_and_printed(artifacts, capsys):
+    from pipeline.bench import print_measurements
+
+    many = dataclasses.replace(PROFILES.get("rpi4"), name="many-cores", cores=512, threads=512)
+    request = BenchRequest(artifacts["tflite-fp32"], "litert", "gpu", 512, many, QUICK)  # no gpu: answered at once
+    m = run_benchmark(request)
+    granted = len(many.usable_cores())
+    assert m.status == "unavailable" and granted < 512
+    assert m.context["threads"] == {"requested": 512, "granted": granted, "host_cores": os.cpu_count(),
+                                    "profile_cores": 512}
+    print_measurements([m], as_json=False)
+    assert f"threads 512 requested, {granted} granted" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_tfjs_node_samples_span_the_throttle(artifacts):
+    base = resolve_request(artifacts["tfjs-fp32"], "tfjs-node", "wasm", "host", 1, QUICK)
+    throttled = dataclasses.replace(base, active_fraction=0.5)
+    m = run_benchmark(throttled)
+    assert m.status == "ok", m.error
+    span = throttled_protocol(throttled).min_sample_ms
+    assert span > 0 and m.result["protocol"]["min_sample_ms"] == span and m.result["inferences"] > m.result["runs"]
+    assert m.context["throttle_applied"] is True and m.result["unsteady"] in (True, False)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_chromium_is_throttled_through_devtools(artifacts):
+    base = resolve_request(artifacts["tfjs-fp32"], "tfjs-browser", "wasm", "host", 1, QUICK)
+    fast = run_benchmark(base)
+    throttled = dataclasses.replace(base, active_fraction=0.25)
+    slow = run_benchmark(throttled)
+    assert fast.status == slow.status == "ok", (fast.error, slow.error)
+    assert fast.context["throttle_applied"] is False and fast.context.get("cpu_throttle") is None
+    throttle = slow.context["cpu_throttle"]
+    assert slow.context["throttle_applied"] is True and throttle["rate"] == 4.0
+    assert slow.context["throttle_mechanism"] == throttle["mechanism"] == "devtools Emulation.setCPUThrottlingRate"
+    assert "main thread" in throttle["slows"] and throttle["does_not_slow"]
+    span = throttled_protocol(throttled).min_sample_ms
+    assert span > 0 and slow.result["protocol"]["min_sample_ms"] == span and slow.result["inferences"] > slow.result["runs"]
+    assert slow.result["latency_ms_p50"] > 2 * fast.result["latency_ms_p50"]
+    assert slow.context["monitor_peak_by_process"].get("chromium renderer (PSS)", 0) > 0  # the browser is in the tree

@@ -60,22 +60,19 @@ def test_delegate_used_is_read_from_the_plan(artifacts):
     assert cpu.delegate_used == "cpu" and all(op["op_name"] != "DELEGATE" for op in cpu.ops)
 
 
-def test_a_host_with_a_gpu_node_never_labels_a_cpu_run_gpu(artifacts, tmp_path, monkeypatch):
-    """A GPU device node makes the GPU delegate 'available'; the run is labelled gpu only if the accelerator holds
-    the whole graph, and the interpreter (which can fall back to CPU) is never used for it."""
-    from device_runtime import litert, worker
+def test_a_gpu_run_is_labelled_gpu_only_when_the_accelerator_holds_the_graph(artifacts):
+    """The run is labelled gpu only if the accelerator holds the whole graph, and the interpreter (which can fall
+    back to CPU) is never used for it."""
+    from device_runtime import worker
     from pipeline.core.errors import RuntimeUnavailableError
 
-    (tmp_path / "renderD128").touch()
-    monkeypatch.setattr(litert, "GPU_DEVICE_GLOBS", (str(tmp_path / "renderD*"),))
-    assert RUNTIMES.get("litert").is_available("gpu").ok
     with pytest.raises(ValueError, match="'xnnpack' or 'cpu'"):
         edge_bench.TFLiteProgram(artifacts["tflite-fp32"] / "model.tflite", 1, "gpu")
     request = {"artifact_dir": str(artifacts["tflite-fp32"]), "runtime": "litert", "delegate": "gpu", "threads": 1,
                "protocol": {"warmup_runs": 1, "min_runs": 5, "min_duration_s": 0.0}}
     try:
         result = worker.handle(request)
-    except RuntimeUnavailableError as exc:  # no GPU adapter behind the node: recorded as unavailable, with why
+    except RuntimeUnavailableError as exc:  # no GPU adapter here: recorded as unavailable, with why
         assert "GPU delegate unavailable" in str(exc)
         return
     session = RUNTIMES.get("litert").load(artifacts["tflite-fp32"] / "model.tflite", "gpu")
