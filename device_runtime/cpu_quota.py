@@ -125,6 +125,15 @@ def process_group_members(pgid: int) -> list[int]:
     return members
 
 
+def _remove_orphans(parent: Path) -> None:
+    """Delete empty groups left by a process that was killed before it could remove them (named after its pid)."""
+    for group in parent.glob(f"{GROUP_PREFIX}*-*"):
+        owner = group.name[len(GROUP_PREFIX):].split("-")[0]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            with contextlib.suppress(OSError):  # still holding a process: not ours to empty
+                group.rmdir()
+
+
 @dataclass
 class CpuQuota:
     """A child cgroup allowed `fraction` x `cpus` CPU time per `period_us`; its processes' children stay in it."""
@@ -137,6 +146,7 @@ class CpuQuota:
         """Make the group (OSError when the kernel refuses)."""
         if support.parent is None:
             raise OSError(errno.ENOTSUP, support.reason)
+        _remove_orphans(support.parent)
         path = support.parent / f"{GROUP_PREFIX}{name}"
         path.mkdir(exist_ok=True)
         quota_us = max(1000, round(fraction * cpus * period_us))  # the kernel's floor is 1 ms

@@ -22,6 +22,7 @@ from device_runtime.worker import READY_FD_ENV
 from pipeline.core.console import quiet_frameworks, verbosity
 from pipeline.core.errors import ArtifactError, ConfigError, DataError, UnknownNameError
 from pipeline.core.files import sha256_file
+from pipeline.core.host import int8_features
 from pipeline.core.locks import exclusive_lock
 from pipeline.core.manifest import MANIFEST_FILE, read_manifest
 from pipeline.core.records import Measurement
@@ -248,6 +249,7 @@ def run_benchmark(request: BenchRequest) -> Measurement:
         **_throttle_context(request, mechanism, page_throttle),
         "threads": thread_grant(request),
         "calibration": request.calibration,
+        "int8_features": int8_features(),
         "versions": toolchain_versions(*RUNTIMES.get(request.runtime).packages),
         "manifest": {k: manifest.get(k) for k in ("source", "stages", "route", "size_bytes", "size_bytes_gzip")}
         if manifest is not None else None,

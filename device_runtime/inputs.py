@@ -23,7 +23,7 @@ SYNTHETIC_SAMPLES = 32
 SYNTHETIC_SEED = 0
 SYNTHETIC_INT_HIGH = 100  # integer inputs (token ids, indices) get values in [0, 100)
 # A model file benchmarked without a manifest: its target, from the file name
-MODEL_SUFFIXES = {".tflite": "tflite", ".pte": "executorch", ".json": "tfjs"}
+MODEL_SUFFIXES = {".tflite": "tflite", ".pte": "executorch", ".json": "tfjs", ".onnx": "onnx"}
 TFJS_MODEL = "model.json"
 
 

@@ -6,6 +6,7 @@ registry queries are re-exported here for callers that need both (`pipeline rout
 
 from exporters.base import AppliedStage, Exporter, ExportOutput, toolchain
 from exporters.executorch import ExecuTorchExporter
+from exporters.onnx import ONNXExporter
 from exporters.tfjs import TFJSExporter
 from exporters.tflite import TFLiteExporter
 from pipeline.core.registry import Registry
@@ -15,6 +16,7 @@ EXPORTERS: Registry[Exporter] = Registry("target")
 EXPORTERS.register("tflite", TFLiteExporter())
 EXPORTERS.register("executorch", ExecuTorchExporter())
 EXPORTERS.register("tfjs", TFJSExporter())
+EXPORTERS.register("onnx", ONNXExporter())
 
 
 def route_table() -> list[tuple[str, str, tuple[str, ...], str]]:
@@ -23,5 +25,5 @@ def route_table() -> list[tuple[str, str, tuple[str, ...], str]]:
             for target, exporter in EXPORTERS.items() for framework, chain in exporter.routes.items()]
 
 
-__all__ = ["EXPORTERS", "AppliedStage", "ExecuTorchExporter", "ExportOutput", "Exporter", "TFJSExporter", "TFLiteExporter",
+__all__ = ["EXPORTERS", "AppliedStage", "ExecuTorchExporter", "ExportOutput", "Exporter", "ONNXExporter", "TFJSExporter", "TFLiteExporter",
            "handler_for", "modes_for", "route_table", "routes_for", "target_modes", "toolchain"]

@@ -59,6 +59,9 @@ def test_process_group_members_finds_the_worker():
 
 @pytest.mark.skipif(quota_support().mechanism is None, reason=f"no kernel CPU quota here: {quota_support().reason}")
 def test_quota_caps_a_busy_worker_and_its_group_is_removed():
+    gone = next(pid for pid in range(4_000_000, 4_100_000) if not os.path.exists(f"/proc/{pid}"))
+    orphan = quota_support().parent / f"edge-bench-{gone}-1"  # left by a killed process
+    orphan.mkdir()
     process = _busy_worker()
     monitor = WorkerMonitor(process.pid, active_fraction=0.2)
     try:
@@ -77,7 +80,7 @@ def test_quota_caps_a_busy_worker_and_its_group_is_removed():
         process.wait()
     assert monitor.mechanism == quota_support().mechanism and monitor.quota_error is None
     assert share < 0.35  # 0.2 of one CPU, with clock-tick slack; unthrottled it would take what the host gives
-    assert not group.exists()
+    assert not group.exists() and not orphan.exists()
 
 
 def test_duty_cycle_is_the_fallback(monkeypatch):

@@ -24,7 +24,7 @@ def test_help_lists_the_commands():
 def test_unknown_target_exits_2_without_traceback(tmp_path):
     result = run_cli("export", "model.keras", "--target", "tflit", "--out", str(tmp_path / "out"))
     assert result.returncode == 2
-    assert "Unknown target 'tflit'. Available: executorch, tfjs, tflite. Did you mean 'tflite'?" in result.stderr
+    assert "Unknown target 'tflit'. Available: executorch, onnx, tfjs, tflite. Did you mean 'tflite'?" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
 

@@ -1,0 +1,157 @@
+"""The ONNX target's quantization modes, one registered handler per (mode, source framework).
+
+Every handler converts the source (torch.onnx or tf2onnx) and then: float32 as converted; fp16 through a float16
+converter (float32 inputs and outputs kept); dynamic int8 through `onnxruntime.quantization.quantize_dynamic`
+(int8 weights, activations quantized at run time); static int8 through `quantize_static` (QDQ, per-channel
+weights, activation ranges calibrated on the bundle's real samples, integer inputs such as token ids fed as
+their integers). A handler returns the stages it applied.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from exporters.base import AppliedStage
+from exporters.routes.calibration import calibration_feed, per_sample
+from exporters.routes.tf_to_onnx import tf_model_proto
+from exporters.routes.torch_to_onnx import torch_model_proto
+from pipeline.core.bundle import ModelBundle
+from pipeline.core.errors import ExportError, UnsupportedRouteError, converter_errors
+from quantize import DynamicInt8Config, Int8StaticConfig, QuantizationConfig, explain_refusal, register_handler
+
+TARGET = "onnx"
+FRAMEWORKS = ("torch", "keras", "tensorflow")
+MODES = ("none", "fp16", "dynamic-int8", "int8")
+# ConvInteger, what dynamic quantization makes of a Conv, has no int8-weight kernel in ONNX Runtime's CPU
+# provider: dynamic int8 quantizes the matrix products and embedding tables, as PT2E's dynamic mode does
+DYNAMIC_OPS = ("MatMul", "Gemm", "Gather", "Attention", "LSTM")
+QUANTIZED_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "ConvInteger",
+                 "QLinearMatMul", "QLinearConv")
+
+
+def source_proto(bundle: ModelBundle) -> Any:
+    """The source model as an ONNX ModelProto (its route's converter), without what only debugging reads: the
+    converters' intermediate shapes (stale after quantization) and per-node metadata (torch.onnx's stack traces,
+    a sixth of a small model's file)."""
+    proto = torch_model_proto(bundle) if bundle.framework == "torch" else tf_model_proto(bundle)
+    del proto.graph.value_info[:]
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    return proto
+
+
+def float16_converter() -> tuple[Callable[..., Any], str]:
+    """(convert_float_to_float16, its tool name): onnxconverter-common's, else ONNX Runtime's copy of it; raises
+    UnsupportedRouteError when neither is installed."""
+    try:
+        from onnxconverter_common.float16 import convert_float_to_float16
+
+        return convert_float_to_float16, "onnxconverter_common.float16.convert_float_to_float16 (keep_io_types)"
+    except ImportError:
+        pass
+    try:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        return convert_float_to_float16, "onnxruntime.transformers.float16.convert_float_to_float16 (keep_io_types)"
+    except ImportError:
+        raise UnsupportedRouteError("fp16 on the onnx target needs a float16 converter, and neither onnxconverter-common "
+                                    "nor onnxruntime.transformers is installed: pip install onnxconverter-common, or "
+                                    "choose --quantize none, dynamic-int8 or int8.") from None
+
+
+def op_counts(path: Path) -> dict[str, int]:
+    """How many nodes of each quantization op type the saved model holds."""
+    import onnx
+
+    counts = Counter(node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node)
+    return {op: counts[op] for op in QUANTIZED_OPS if counts[op]}
+
+
+class FeedReader:
+    """ONNX Runtime's CalibrationDataReader over batch-1 feeds (input name -> array in the input's dtype)."""
+
+    def __init__(self, samples: list[dict[str, Any]]) -> None:
+        self._samples = iter(samples)
+
+    def get_next(self) -> dict[str, Any] | None:
+        return next(self._samples, None)
+
+
+def _quantizer_errors(tool: str) -> Any:
+    return converter_errors(lambda exc: ExportError(f"{tool} failed: {str(exc)[:600]}"), tool)
+
+
+def prepared_source(bundle: ModelBundle, scratch: Path) -> Path:
+    """The float model in `scratch`, pre-processed for the quantizer (`quant_pre_process`: shapes inferred afresh by ONNX;
+    ONNX Runtime's graph optimizations left to load time, so the file stays standard ONNX); the converters' stale
+    intermediate shapes otherwise stop it."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    source, prepared = scratch / "float.onnx", scratch / "prepared.onnx"
+    onnx.save(source_proto(bundle), str(source))
+    with _quantizer_errors("onnxruntime.quantization.quant_pre_process"):
+        quant_pre_process(source, prepared, skip_optimization=True, skip_symbolic_shape=True)  # shapes are static
+    return prepared
+
+
+def _float(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig) -> tuple[AppliedStage, ...]:
+    import onnx
+
+    onnx.save(source_proto(bundle), str(model_file))
+    return ()
+
+
+def _fp16(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig) -> tuple[AppliedStage, ...]:
+    import onnx
+
+    convert, tool = float16_converter()
+    proto = source_proto(bundle)
+    with _quantizer_errors("The float16 converter"):
+        onnx.save(convert(proto, keep_io_types=True), str(model_file))
+    return (AppliedStage("quantize", quantization.to_json(), tool),)
+
+
+def _dynamic_int8(bundle: ModelBundle, model_file: Path, quantization: DynamicInt8Config) -> tuple[AppliedStage, ...]:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory(prefix="onnx-") as scratch:
+        source = prepared_source(bundle, Path(scratch))
+        with _quantizer_errors("onnxruntime.quantization.quantize_dynamic"):
+            quantize_dynamic(source, model_file, weight_type=QuantType.QInt8, op_types_to_quantize=list(DYNAMIC_OPS))
+    effect = {"ops": op_counts(model_file), "op_types_quantized": list(DYNAMIC_OPS)}
+    return (AppliedStage("quantize", quantization.to_json(), "onnxruntime.quantization.quantize_dynamic (int8 weights)",
+                         effect),)
+
+
+def _int8(bundle: ModelBundle, model_file: Path, quantization: Int8StaticConfig) -> tuple[AppliedStage, ...]:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    samples = per_sample(calibration_feed(bundle, quantization.calibration_samples))
+    with tempfile.TemporaryDirectory(prefix="onnx-") as scratch:
+        source = prepared_source(bundle, Path(scratch))
+        with _quantizer_errors("onnxruntime.quantization.quantize_static"):
+            quantize_static(source, model_file, FeedReader(samples), quant_format=QuantFormat.QDQ,
+                            per_channel=quantization.per_channel, activation_type=QuantType.QInt8,
+                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+    effect = {"ops": op_counts(model_file), "calibration_samples_used": len(samples), "format": "QDQ",
+              "activations": "int8", "weights": "int8 per-channel" if quantization.per_channel else "int8 per-tensor"}
+    return (AppliedStage("quantize", quantization.to_json(), "onnxruntime.quantization.quantize_static (QDQ, MinMax)",
+                         effect),)
+
+
+for _framework in FRAMEWORKS:
+    for _mode, _handler in zip(MODES, (_float, _fp16, _dynamic_int8, _int8), strict=True):
+        register_handler(_mode, _framework, TARGET, _handler)
+    explain_refusal("qat-int8", _framework, TARGET, "QAT needs a training loop in the source framework, and ONNX "
+                    "Runtime's quantizer is post-training; choose int8 (static, calibrated)")
+    explain_refusal("weight-int8", _framework, TARGET, "ONNX Runtime has no weight-only int8 mode on CPU; choose "
+                    "dynamic-int8 (int8 weights, activations quantized at run time)")
+    for _mode in ("uint8", "uint16"):
+        explain_refusal(_mode, _framework, TARGET, "uint8/uint16 are TF.js weight formats; ONNX's 8-bit modes are "
+                        "dynamic-int8 and int8")
