@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
-"""Benchmark a .tflite or .pte artifact on this device with the pipeline's measurement protocol.
+"""Benchmark a .tflite, .pte or .onnx artifact on this device with the pipeline's measurement protocol.
 
 Copy this one file (plus the artifact directory) to a Raspberry Pi or any Linux board that has
-`ai-edge-litert` (or `tflite-runtime`) or ExecuTorch's Python runtime, then run:
+`ai-edge-litert` (or `tflite-runtime`), ExecuTorch's Python runtime or `onnxruntime`, then run:
 
     python3 edge_bench.py ARTIFACT_DIR --threads 4 --device-name rpi4 --out result.json
 
 and load the result on the workstation with `pipeline import-results result.json`. Inputs are the
 artifact's own evaluation samples (`eval.npz`, written by `pipeline export`: one array per input name, labels `y`),
 never zeros. A model may have several inputs (float, integer or boolean) and outputs. Only the standard library
-and numpy are required besides the runtime; the pipeline runs every .tflite and .pte through this file's programs.
+and numpy are required besides the runtime; the pipeline runs every .tflite, .pte and .onnx through this file's
+programs.
 """
 
 from __future__ import annotations
@@ -715,10 +716,10 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Benchmark a .tflite/.pte artifact on this device.")
+    parser = argparse.ArgumentParser(description="Benchmark a .tflite/.pte/.onnx artifact on this device.")
     parser.add_argument("artifact_dir", type=Path)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--delegate", default="xnnpack", help="tflite: xnnpack, cpu or gpu; pte: xnnpack or portable")
+    parser.add_argument("--delegate", default="xnnpack", help="tflite: xnnpack, cpu or gpu; pte: xnnpack or portable; onnx: cpu or xnnpack")
     parser.add_argument("--device-name", required=True, help="what this device is, e.g. rpi4 or pixel-7")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--min-runs", type=int, default=100)

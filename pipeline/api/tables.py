@@ -43,14 +43,24 @@ def zoo() -> pd.DataFrame:
                          for name, entry in ZOO.items()])
 
 
-def devices() -> pd.DataFrame:
-    """The device profiles `bench(device=...)` takes: cores, threads, memory cap, delegates, published anchor."""
+def devices(*, workspace: str | Path = "workspace") -> pd.DataFrame:
+    """The device profiles `bench(device=...)` takes: cores, threads, memory cap, delegates, the published anchors
+    per precision, and each precision's calibration status on this host (from `workspace`'s calibrations)."""
     import pandas as pd
 
     from device_runtime.profiles import PROFILES
+    from pipeline.calibration import host_key
+    from pipeline.core.emulation import profile_status, read_calibrations
 
-    return pd.DataFrame([{"profile": name, "cores": p.cores, "threads": p.threads, "memory_mb": p.memory_mb,
-                          "delegates": list(p.delegates), "emulated": p.emulated,
-                          "anchor_published_ms": p.anchor.published_ms if p.anchor else None,
-                          "anchor_threads": p.anchor.threads if p.anchor else None, "description": p.description}
-                         for name, p in PROFILES.items()])
+    calibrations, host = read_calibrations(Path(workspace)), host_key()
+    rows = []
+    for name, p in PROFILES.items():
+        precisions = ["fp32", "int8", *sorted({a.precision for a in p.anchors} - {"fp32", "int8"})]
+        rows.append({"profile": name, "cores": p.cores, "threads": p.threads, "memory_mb": p.memory_mb,
+                     "delegates": list(p.delegates), "emulated": p.emulated,
+                     "anchors": {a.precision: a.published_ms for a in p.anchors},
+                     "anchor_threads": p.anchor.threads if p.anchor else None,
+                     **{f"calibration_{precision}": profile_status(calibrations, p, precision, host).text()
+                        for precision in precisions},
+                     "description": p.description})
+    return pd.DataFrame(rows)

@@ -206,7 +206,7 @@ def test_errors_are_typed_and_name_the_options(keras_model, digits, tmp_path):
         bench(tmp_path, min_runs=0)
 
 
-def test_tables_come_from_the_registries():
+def test_tables_come_from_the_registries(tmp_path):
     from exporters import EXPORTERS, route_table
     from pipeline import devices, results, routes, zoo
 
@@ -214,7 +214,9 @@ def test_tables_come_from_the_registries():
     assert len(table) == sum(len(e.routes) for _, e in EXPORTERS.items()) == len(route_table())
     assert "int8" in table[(table.source == "torch") & (table.target == "tflite")].iloc[0]["quantize"]
     assert {"digits-cnn", "mobilenet-v2-shapes"} <= set(zoo()["model"])
-    assert "host" in set(devices()["profile"])
+    profiles = devices(workspace=tmp_path).set_index("profile")
+    assert "host" in profiles.index and profiles.loc["rpi4", "anchors"] == {"fp32": 41.0, "int8": 20.0}
+    assert profiles.loc["rpi4", "calibration_int8"].startswith("not calibrated")
     assert results(workspace="/nonexistent/workspace").empty
 
 
