@@ -117,3 +117,18 @@ def probability_chart(frame: pd.DataFrame) -> alt.LayerChart:
     text = base.mark_text(fontSize=10).encode(text=alt.Text("probability:Q", format=".2f"),
                                               color=alt.condition("datum.probability > 0.5", alt.value("white"), alt.value("black")))
     return (heat + text).properties(height=alt.Step(24))
+
+
+def layer_error_chart(layers: list[dict]) -> alt.Chart:
+    """Per-layer SQNR of a quantized artifact against its float export (`pipeline debug`), worst first."""
+    frame = pd.DataFrame([{"layer": f"{i + 1}. {layer['layer']} ({layer['op']})", "sqnr_db": layer["sqnr_db"],
+                           "share": layer.get("share", 0.0), "tensor": layer["tensor"], "match": layer["match"]}
+                          for i, layer in enumerate(layers)])
+    return alt.Chart(frame).mark_bar().encode(
+        x=alt.X("sqnr_db:Q", title="SQNR vs float (dB, lower is worse)"),
+        y=alt.Y("layer:N", sort=None, title=None),
+        color=alt.Color("share:Q", scale=alt.Scale(scheme="orangered", domain=[0, 1]), title="share of error"),
+        tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("sqnr_db:Q", format=".1f", title="SQNR dB"),
+                 alt.Tooltip("share:Q", format=".0%", title="est. share of final error"),
+                 alt.Tooltip("match:N", title="matched by"), alt.Tooltip("tensor:N")],
+    ).properties(height=max(120, 22 * len(frame)))

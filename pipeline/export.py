@@ -14,6 +14,7 @@ from pipeline.core.files import sha256_file, staged_directory, write_json_atomic
 from pipeline.core.manifest import MANIFEST_FILE
 from pipeline.core.records import DelegationReport
 from pipeline.export_manifest import build_manifest
+from pipeline.layer_errors import DEBUG_FILE, DEBUG_SAMPLES, compare_tflite
 from pipeline.validation import ValidationResult, validate
 from quantize import QuantizationConfig
 from quantize.stages import StageConfig
@@ -96,18 +97,21 @@ def export_bundle(
     stages: Sequence[StageConfig] = (),
     run_validation: bool = True,
     tolerances: Mapping[str, float] | None = None,
+    debug_layers: bool = False,
 ) -> ExportResult:
     """Export `bundle` to `target` in `out_dir`, validate it in its runtime and write the manifest.
 
     `stages` (pruning, ...) run first, in order, on the in-memory model; validation then
     compares the artifact with the optimized model, and each stage's effect is recorded.
     Validation judges the outputs by `bundle.task` ('auto' inspects them) within the mode's tolerances,
-    `tolerances` overriding any of them by name.
+    `tolerances` overriding any of them by name. `debug_layers` adds the per-layer error ranking against a float
+    export of the same model (`layer_debug` in the manifest, and debug.json beside it).
     Nothing appears at `out_dir` unless every step succeeds; a failed validation still
     writes the artifact, with `validation.passed` false.
     """
     from device_runtime import RUNTIMES
     from exporters import EXPORTERS
+    from exporters.coverage import quantization_coverage
 
     exporter = EXPORTERS.get(target)
     config = config if config is not None else exporter.config_cls()
@@ -144,6 +148,7 @@ def export_bundle(
             target=target, bundle=bundle, output=output, out_dir=staging,
             validation=validation, export_seconds=export_seconds, signature=signature,
             delegation=flag_fallbacks(delegation, quantization).to_json() if delegation else {}, config=config,
+            coverage=quantization_coverage(target, staging / output.model_file, quantization.mode),
         )
         if applied:
             manifest["stages"] = [{"name": a.config["stage"], "config": a.config, "effect": a.effect,
@@ -151,5 +156,48 @@ def export_bundle(
             manifest["stage_seconds"] = round(stage_seconds, 3)
         if bundle.eval_data is not None:
             manifest["eval_data"] = write_eval_samples(staging / EVAL_FILE, bundle.eval_data)
+        if debug_layers:
+            manifest["layer_debug"] = rank_layers(bundle, target, staging / output.model_file, quantization)
+            if not manifest["layer_debug"].get("skipped"):
+                write_json_atomic(staging / DEBUG_FILE, manifest["layer_debug"])
         write_json_atomic(staging / MANIFEST_FILE, manifest)
     return ExportResult(out_dir=out_dir, manifest=manifest)
+
+
+LAYER_RANKING_TARGETS = ("tflite",)
+NO_LAYER_RANKING = {
+    "executorch": "with XNNPACK every layer runs inside one delegate call, whose ETDump keeps per-op timings and "
+                  "only the call's inputs and outputs; a portable-kernel .pte's ETDump does keep every op's output, "
+                  "but matching those to a float program is not implemented",
+}
+
+
+def ranking_refusal(target: str, mode: str) -> str:
+    """Why an artifact of `target` quantized in `mode` gets no per-layer ranking ('' when it can)."""
+    if mode == "none":
+        return "a float artifact has no quantization error to rank"
+    if target not in LAYER_RANKING_TARGETS:
+        why = NO_LAYER_RANKING.get(target, "its runtime does not hand out intermediate tensors here")
+        return f"per-layer ranking covers {', '.join(LAYER_RANKING_TARGETS)} artifacts only; {target}: {why}"
+    return ""
+
+
+def rank_layers(bundle: ModelBundle, target: str, model_file: Path, quantization: QuantizationConfig,
+                feed: Mapping[str, Any] | None = None, samples: int = DEBUG_SAMPLES) -> dict[str, Any]:
+    """Per-layer error of the quantized `model_file` against an fp32 .tflite export of `bundle`, on `feed`
+    (default: the bundle's evaluation inputs); {'skipped': True, 'reason': ...} where it cannot be ranked."""
+    import tempfile
+
+    from quantize import quantization_config
+
+    why = ranking_refusal(target, quantization.mode) or (
+        "the model has no evaluation data to run" if feed is None and bundle.eval_data is None else "")
+    if why:
+        return {"skipped": True, "reason": why}
+    feed = feed if feed is not None else bundle.eval_data.take(samples).inputs
+    with tempfile.TemporaryDirectory(prefix="float-reference-") as tmp:
+        reference = export_bundle(bundle, "tflite", quantization_config("none"), Path(tmp) / "reference",
+                                  run_validation=False)
+        result = compare_tflite(model_file, reference.out_dir / reference.manifest["model_file"], feed, samples)
+    return {**result, "reference": {"target": "tflite", "quantize": "none", "route": reference.manifest["route"],
+                                    "source": bundle.source.path}}

@@ -25,8 +25,10 @@ def build_manifest(
     signature: dict[str, Any],
     delegation: dict[str, Any],
     config: Any,
+    coverage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The manifest dict for an exported artifact whose files lie in `out_dir`."""
+    """The manifest dict for an exported artifact whose files lie in `out_dir`; `coverage` is the artifact's
+    quantization coverage (exporters.coverage), read from its files."""
     files = [file_entry(out_dir, name) for name in output.files]
     return {
         "schema_version": MANIFEST_SCHEMA_VERSION,
@@ -53,6 +55,7 @@ def build_manifest(
         "artifact_signature": signature,
         "validation": validation.to_json() if validation else {"passed": None, "skipped": True},
         "delegation": delegation,
+        **({"quantization_coverage": coverage} if coverage else {}),
         "export_seconds": round(export_seconds, 3),
         **({"notes": output.notes} if output.notes else {}),
     }

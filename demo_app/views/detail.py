@@ -46,9 +46,12 @@ if value is not None:
     cols[4].metric(metric.capitalize() if metric != "SQNR dB" else metric, format_metric(metric, value), delta,
                    help=f"The {task_of(manifest)} task's metric of this artifact against its source model (validation).")
 st.caption(f"`{artifact.path}` — route: {manifest.get('route', '?')} — task: {task_of(manifest)}")
+coverage = manifest.get("quantization_coverage") or {}
+if coverage.get("warning"):
+    st.warning(coverage["warning"], icon=":material/warning:")
 
-tab_eval, tab_validation, tab_delegation, tab_measure, tab_manifest = st.tabs(
-    ["Per-class accuracy", "Validation", "Delegation", "Measurements", "Manifest"])
+tab_eval, tab_validation, tab_delegation, tab_layers, tab_measure, tab_manifest = st.tabs(
+    ["Per-class accuracy", "Validation", "Delegation", "Layer errors", "Measurements", "Manifest"])
 
 with tab_validation:
     if passed is False:
@@ -87,6 +90,13 @@ with tab_delegation:
                          hide_index=True)
         st.caption("Ops that fell off the delegate are highlighted: they run on slower reference kernels."
                    if fallen else "Every op was taken by the delegate.")
+    if coverage.get("quantized_share") is not None and coverage.get("mode") != "none":
+        st.subheader("Quantization coverage")
+        st.metric(f"Weight bytes in {coverage['stored_as']}", f"{coverage['quantized_share']:.1%}",
+                  help=f"{coverage['weight_bytes']:,} weight bytes read from the artifact; {coverage['float_share']:.1%} "
+                       "left in float.")
+        if coverage.get("float_tensors"):
+            st.dataframe(pd.DataFrame(coverage["float_tensors"]), hide_index=True, width="stretch")
 
 with tab_measure:
     measured = measurements_of(ws, artifact)
@@ -101,6 +111,17 @@ with tab_measure:
         for note in int8_notes(board[board["artifact_path"] == str(artifact.path)] if "artifact_path" in board else board):
             st.info(note, icon=":material/speed:")
         st.dataframe(measured, hide_index=True, width="stretch")
+
+with tab_layers:
+    debug_file = artifact.path / "debug.json"
+    ranking = json.loads(debug_file.read_text()) if debug_file.is_file() else manifest.get("layer_debug") or {}
+    if not ranking.get("layers"):
+        st.info(ranking.get("reason") or f"No per-layer ranking: `pipeline debug {artifact.path}` ranks the layers "
+                "of a quantized .tflite artifact against a float export of its source.")
+    else:
+        st.caption(f"SQNR of each layer's output against a float export of the source, on {ranking['samples']} "
+                   f"evaluation samples; {ranking['matched']} tensors matched. Share: {ranking['share_method']}")
+        st.altair_chart(charts.layer_error_chart(ranking["layers"]), width="stretch")
 
 with tab_manifest:
     st.download_button("Download manifest.json", json.dumps(manifest, indent=2), "manifest.json", "application/json")

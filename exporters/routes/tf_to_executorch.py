@@ -72,9 +72,51 @@ def onnx_to_torch_module(model_proto: Any) -> Any:
 
     with converter_errors(failed, "onnx2fx", Onnx2FxError):
         module = onnx2fx.convert(model_proto)
-    for rewrite in REWRITES:
+    for rewrite in (*REWRITES, matmul_to_linear):
         module = rewrite(module)
     return module.eval()
+
+
+def _constant(module: Any, node: Any) -> Any:
+    """The tensor behind a get_attr node, else None."""
+    return getattr(module, node.target) if getattr(node, "op", "") == "get_attr" else None
+
+
+def matmul_to_linear(module: Any) -> Any:
+    """Rewrite matmul(x, W) (+ b) on a constant 2-D W (and 1-D b) as F.linear.
+
+    tf2onnx writes a Dense layer as MatMul (+ Add) rather than Gemm when its bias folds away (a zero bias, as in
+    an untrained or bias-free head) or when its input is not 2-D; onnx2fx keeps a matmul, which the XNNPACK
+    quantizer does not annotate, so the layer (a classifier's 1000 x 1280 weights) would stay float.
+    """
+    import operator
+
+    import torch
+
+    for node in list(module.graph.nodes):
+        if node.op != "call_function" or node.target is not torch.matmul or len(node.args) != 2:
+            continue
+        x, w = node.args
+        weight = _constant(module, w)
+        if weight is None or weight.dim() != 2 or not weight.is_floating_point() or len(w.users) != 1:
+            continue
+        add = next(iter(node.users)) if len(node.users) == 1 else None
+        bias_node = None
+        if add is not None and add.op == "call_function" and add.target in (torch.add, operator.add) and not add.kwargs:
+            other = add.args[1] if add.args[0] is node else add.args[0]
+            bias = _constant(module, other)
+            if bias is not None and bias.dim() == 1 and bias.shape[0] == weight.shape[1] and len(other.users) == 1:
+                bias_node = other
+        module.register_buffer(w.target, weight.t().contiguous())  # linear takes [out, in]
+        with module.graph.inserting_before(add if bias_node is not None else node):
+            linear = module.graph.call_function(torch.nn.functional.linear, (x, w, bias_node))
+        (add if bias_node is not None else node).replace_all_uses_with(linear)
+        if bias_node is not None:
+            module.graph.erase_node(add)
+        module.graph.erase_node(node)
+    module.graph.lint()
+    module.recompile()
+    return module
 
 
 def keras_to_torch_module(bundle: ModelBundle, scratch_dir: Path | None = None) -> Any:

@@ -16,6 +16,7 @@ from pipeline.cli.commands import (
     EXIT_VALIDATION_FAILED,
     cmd_app,
     cmd_bench,
+    cmd_debug,
     cmd_demo,
     cmd_devices,
     cmd_export,
@@ -54,7 +55,7 @@ EXIT_INTERNAL_ERROR = 1
 
 # the handlers are looked up here when the parser is built (tests replace one with monkeypatch)
 __all__ = ["EXIT_INTERNAL_ERROR", "EXIT_USER_ERROR", "EXIT_VALIDATION_FAILED", "build_parser", "main", "parse_shape",
-           "cmd_app", "cmd_bench", "cmd_demo", "cmd_devices", "cmd_export", "cmd_import_results", "cmd_report",
+           "cmd_app", "cmd_bench", "cmd_debug", "cmd_demo", "cmd_devices", "cmd_export", "cmd_import_results", "cmd_report",
            "cmd_routes", "cmd_serve_bench", "cmd_sweep", "cmd_train", "cmd_zoo"]
 
 
@@ -136,6 +137,9 @@ def _export_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
     export.add_argument("--tolerance", action="append", metavar="NAME=VALUE", default=[],
                         help="override a validation tolerance (repeatable; e.g. min_cosine_mean=0.98)")
     export.add_argument("--no-validate", action="store_true", help="skip validation (recorded in the manifest)")
+    export.add_argument("--debug-layers", action="store_true",
+                        help="quantized .tflite: rank the layers by their error against a float export of the same "
+                             "model (manifest `layer_debug` and debug.json; see `pipeline debug`)")
 
 
 def _sweep_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -192,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      "and print published ms, emulated ms and the error; kept in "
                                      "WORKSPACE/calibration-checks.json"), DEVICES)
     _bench_parser(sub, common)
+    debug = _command(sub, common, "debug", "rank a quantized artifact's layers by their error (SQNR) against a "
+                     "float export of its source, on its evaluation samples", cmd_debug, "print the ranking as JSON")
+    debug.add_argument("artifact", metavar="ARTIFACT_DIR", help="quantized .tflite artifact written by `pipeline export`")
+    debug.add_argument("--samples", type=int, default=64, metavar="N",
+                       help="evaluation samples (from ARTIFACT_DIR/eval.npz) run through both models (default: 64)")
 
     imports = _command(sub, common, "import-results", "load JSON results from edge_bench.py on a real device",
                        cmd_import_results)

@@ -138,7 +138,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     with framework_output(args):
         bundle = _load_bundle(args)
         result = export_bundle(bundle, args.target, quantization, out, config=config, stages=stages,
-                               run_validation=not args.no_validate, tolerances=tolerances)
+                               run_validation=not args.no_validate, tolerances=tolerances,
+                               debug_layers=args.debug_layers)
     manifest = result.manifest
     if args.json:
         print(json.dumps(manifest, indent=2))
@@ -186,6 +187,12 @@ def _print_export_summary(out_dir: Path, manifest: dict[str, Any]) -> None:
     print(f"Exported {manifest['source']['path']} -> {out_dir / manifest['model_file']}")
     print(f"  size {manifest['size_bytes']:,} B (gzip {manifest['size_bytes_gzip']:,} B), "
           f"export {manifest['export_seconds']:.2f} s")
+    coverage = manifest.get("quantization_coverage") or {}
+    if coverage.get("quantized_share") is not None and coverage.get("mode") != "none":
+        print(f"  quantization: {coverage['quantized_share']:.1%} of {coverage['weight_bytes']:,} weight bytes in "
+              f"{coverage['stored_as']}, {coverage['float_share']:.1%} in float ({coverage['float_tensor_count']} tensor(s))")
+    if "warning" in coverage:
+        print(f"  WARNING: {coverage['warning']}")
     if validation.get("skipped"):
         print("  validation skipped (--no-validate)")
         return
@@ -207,6 +214,19 @@ def _print_export_summary(out_dir: Path, manifest: dict[str, Any]) -> None:
               + (f"; not delegated: {', '.join(delegation['ops_not_delegated'])}" if delegation["ops_not_delegated"] else ""))
     if "warning" in delegation:
         print(f"  WARNING: {delegation['warning']}")
+
+
+def cmd_debug(args: argparse.Namespace) -> int:
+    from pipeline.debug import debug_artifact, format_ranking
+
+    with framework_output(args):
+        result = debug_artifact(Path(args.artifact), args.samples)
+    if args.json:
+        _print_json(result)
+    else:
+        print(format_ranking(result))
+        print(f"ranking written to {Path(args.artifact) / 'debug.json'}")
+    return 0
 
 
 def cmd_routes(args: argparse.Namespace) -> int:

@@ -50,6 +50,7 @@ class Entry:
     calibration_reason: str = ""  # why uncalibrated, or why another precision's anchor was used
     calibrated_from: str = ""  # the precision whose anchor set the throttle
     int8_note: str = ""  # 'int8 slower than fp32 on this host: ...'
+    coverage_warning: str = ""  # a quantized artifact keeping > 10% of its weight bytes in float (exporters.coverage)
 
     @property
     def status(self) -> CalibrationStatus:
@@ -121,6 +122,7 @@ def load_entries(store_path: Path) -> list[Entry]:
             precision=precision_of(manifest) if not bare else (context.get("calibration") or {}).get("precision", "fp32"),
             calibration=status.status, calibration_error=status.error, calibration_text=status.text(reason=False),
             calibration_reason=status.reason, calibrated_from=status.calibrated_from,
+            coverage_warning=(manifest.get("quantization_coverage") or {}).get("warning", ""),
         ))
     notes = int8_notes(entries, features)
     entries = [replace(e, int8_note=notes[e.measurement_id]) if e.measurement_id in notes else e for e in entries]

@@ -39,9 +39,11 @@ def _cells(entry: Entry, front: set[int], mixed: bool, emulated: bool = False) -
 
 
 def _notes(group: list[Entry]) -> list[str]:
-    """The group's delegation warnings, why a row is uncalibrated or borrows another precision's calibration, and
-    the int8-slower-than-fp32 notes, one line each."""
+    """The group's delegation and quantization-coverage warnings, why a row is uncalibrated or borrows another
+    precision's calibration, and the int8-slower-than-fp32 notes, one line each."""
     warnings = sorted({f"delegation: {e.framework} {e.variant} {e.target}: {e.warning}" for e in group if e.warning})
+    warnings += sorted({f"quantization: {e.framework} {e.variant} {e.target}: {e.coverage_warning}"
+                        for e in group if e.coverage_warning})
     calibration = sorted({f"calibration {e.device} {e.precision}: {e.calibration_reason}" for e in group
                           if e.kind.startswith("emulated") and e.calibration_reason})
     int8 = sorted({f"{e.framework} {e.variant} {e.target} ({e.runtime}/{e.delegate}): {e.int8_note}"
