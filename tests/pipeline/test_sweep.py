@@ -31,10 +31,10 @@ TINY = {
 def test_default_recipe_is_valid_and_covers_the_grid():
     recipe = load_recipe(DEFAULT_RECIPE)
     plan = build_plan(recipe)
-    assert set(recipe.targets) == {"tflite", "executorch", "tfjs"}
+    assert set(recipe.targets) == {"tflite", "executorch", "tfjs", "onnx"}
     assert {m.framework for m in recipe.models} == {"keras", "torch"}
     assert len([d for d in recipe.devices if d != "host"]) >= 2
-    assert {c.target for c in plan.exports} == {"tflite", "executorch", "tfjs"}
+    assert {c.target for c in plan.exports} == {"tflite", "executorch", "tfjs", "onnx"}
     assert {c.model.name for c in plan.exports} == {"digits-cnn", "mobilenet-v2-shapes", "minilm-l6"}
     minilm = [c for c in plan.exports if c.model.name == "minilm-l6"]
     assert {(c.variant.quantize, c.target) for c in minilm} == {
@@ -43,6 +43,9 @@ def test_default_recipe_is_valid_and_covers_the_grid():
     assert not [c for c in plan.exports if c.variant.name == "dynamic-int8" and c.model.name != "minilm-l6"]
     assert {c.variant.quantize for c in plan.exports} >= {"none", "fp16", "int8", "qat-int8"}
     assert not plan.unmeasurable  # the host-only runtimes say so in the recipe, so nothing is set aside
+    emulated = {b.export.variant.name for b in plan.benches if b.device != "host"}
+    assert emulated == {"fp32", "int8", "dynamic-int8"}  # one variant per calibrated precision
+    assert {b.export.target for b in plan.benches if b.device == "pixel-3a-1t"} == {"tflite", "executorch", "onnx"}
     gpu_cells = {(b.runtime.runtime, b.runtime.delegate, b.device, b.export.target) for b in plan.benches
                  if b.runtime.delegate in ("gpu", "webgl")}
     assert gpu_cells == {("litert", "gpu", "host", "tflite"), ("tfjs-browser", "webgl", "host", "tfjs")}
