@@ -143,7 +143,7 @@ def _payload(request: BenchRequest) -> dict[str, Any]:
     payload = {"artifact_dir": str(request.artifact_dir), "runtime": request.runtime, "delegate": request.delegate,
                "threads": request.threads, "protocol": asdict(throttled_protocol(request))}
     if throttles_itself(request):
-        payload["cpu_throttling_rate"] = 1.0 / request.active_fraction
+        payload["cpu_throttling_rate"] = page_rate(request)[0]
     if request.inputs is not None or bare_model_target(Path(request.artifact_dir)) is not None:
         payload.update(model_file=str(model_file(request)), inputs=request.inputs or SYNTHETIC)
     return payload
@@ -156,6 +156,23 @@ def throttles_itself(request: BenchRequest) -> bool:
     from device_runtime import RUNTIMES
 
     return request.active_fraction < 1.0 and bool(getattr(RUNTIMES.get(request.runtime), "cpu_throttle", None))
+
+
+BROWSER_RATE_NOTE = "browser rate not calibrated, derived from the LiteRT run share"
+
+
+def page_rate(request: BenchRequest) -> tuple[float, dict[str, Any] | None, str]:
+    """For a runtime that throttles its own page: (DevTools rate, the calibration record its row carries, where the
+    rate comes from). The browser's own calibration (the request record's `browser`, see
+    pipeline.calibration.calibrate_browser) when there is one, else 1 / active_fraction with BROWSER_RATE_NOTE."""
+    calibration = request.calibration
+    browser = (calibration or {}).get("browser")
+    if browser and browser.get("cpu_throttling_rate"):
+        return float(browser["cpu_throttling_rate"]), browser, f"the browser's own calibration ({browser.get('status')})"
+    if calibration is None:
+        return 1.0 / request.active_fraction, None, "1 / the requested active fraction (no calibration)"
+    reason = "; ".join(part for part in (calibration.get("reason"), BROWSER_RATE_NOTE) if part)
+    return 1.0 / request.active_fraction, {**calibration, "reason": reason}, BROWSER_RATE_NOTE
 
 
 def memory_cap_error(profile: DeviceProfile, peak: TreeMemory | None) -> str:
@@ -248,7 +265,7 @@ def run_benchmark(request: BenchRequest) -> Measurement:
         "active_fraction": request.active_fraction,
         **_throttle_context(request, mechanism, page_throttle),
         "threads": thread_grant(request),
-        "calibration": request.calibration,
+        "calibration": page_rate(request)[1] if throttles_itself(request) else request.calibration,
         "int8_features": int8_features(),
         "versions": toolchain_versions(*RUNTIMES.get(request.runtime).packages),
         "manifest": {k: manifest.get(k) for k in ("source", "stages", "route", "size_bytes", "size_bytes_gzip")}
@@ -271,7 +288,7 @@ def _throttle_context(request: BenchRequest, mechanism: str, page_throttle: dict
     if throttles_itself(request):
         return {"throttle_applied": bool(page_throttle and page_throttle.get("applied")),
                 "throttle_mechanism": page_throttle["mechanism"] if page_throttle else mechanism,
-                "cpu_throttle": page_throttle,
+                "cpu_throttle": page_throttle, "cpu_throttling_rate_source": page_rate(request)[2],
                 "throttle_starts": "when the page opens, before the backend starts (model load and runs are emulated)"}
     return {"throttle_applied": request.active_fraction < 1.0, "throttle_mechanism": mechanism,
             "throttle_starts": "after the runtime's Python modules are imported (model load and runs are emulated)"}

@@ -109,7 +109,7 @@ _ONE_THREAD = "single-threaded table"
 _BIG_CORES = "multi-threaded table (as many threads as big cores)"
 _RPI4, _RPI3 = "RPi 4 (BCM2711)", "RPi 3+ (BCM2837B0)"
 
-CPU_DELEGATES = ("xnnpack", "cpu", "portable")
+CPU_DELEGATES = ("xnnpack", "cpu", "portable", "wasm")  # wasm: TF.js in Node.js or a browser, on the CPU
 # GPU backends run on the host's own GPU (a software one, SwiftShader, where it has none), labelled with the
 # adapter and measured, never emulated: a CPU throttle calibrated on a CPU anchor says nothing of a phone's GPU.
 HOST_GPU_DELEGATES = ("gpu", "webgl", "webgpu")
@@ -118,7 +118,7 @@ PROFILES: Registry[DeviceProfile] = Registry("device profile")
 for _profile in (
     DeviceProfile("host", "This machine as it is: no throttle, no memory cap (results labelled measured)",
                   cores=os.cpu_count() or 1, threads=1, memory_mb=None,
-                  delegates=(*CPU_DELEGATES, "wasm", *HOST_GPU_DELEGATES)),
+                  delegates=(*CPU_DELEGATES, *HOST_GPU_DELEGATES)),
     DeviceProfile("pixel-3a", "Mid-range phone (Pixel 3a class: 2 big Kryo 360 cores), 2 threads, 3 GiB",
                   cores=2, threads=2, memory_mb=3072, delegates=CPU_DELEGATES,
                   anchors=(_phone(MOBILENET_V2, 2, 28.0, _BIG_CORES),),

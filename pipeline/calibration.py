@@ -4,7 +4,8 @@ The anchor model is measured unthrottled, then the throttle's active fraction is
 1/fraction, kept inside a bracket) re-measuring the anchor each time, until the emulated latency is within
 `CALIBRATION_TOLERANCE` of the published one or `MAX_MEASUREMENTS` are spent. A precision whose device class
 has no published figure uses the fp32 calibration and says so. `calibration.json` in the workspace holds
-`{profile: {precision: record}}`.
+`{profile: {precision: record}}`, and `{"<profile>@tfjs-browser": {"fp32": record}}` for the DevTools rate that
+throttles TF.js in Chromium (see `calibrate_browser`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from device_runtime.profiles import (
     Anchor,
     DeviceProfile,
 )
-from device_runtime.throttle import throttle_mechanism
+from device_runtime.tfjs_browser import CPU_THROTTLE
+from device_runtime.throttle import NO_THROTTLE, throttle_mechanism
 from pipeline.core.errors import ConfigError
 
 RECORD_VERSION = 2
@@ -76,13 +78,14 @@ def _keras_model(model: str) -> Any:
     return builders[model]()
 
 
-def anchor_artifact(workspace: Path, model: str = MOBILENET_V2, precision: str = "fp32") -> Path:
-    """`model` as .tflite at `precision` (random weights, as in XNNPACK's published benchmark), built once.
+def anchor_artifact(workspace: Path, model: str = MOBILENET_V2, precision: str = "fp32", target: str = "tflite") -> Path:
+    """`model` as a `target` artifact (.tflite, or a TF.js graph model for the browser's calibration) at `precision`
+    (random weights, as in XNNPACK's published benchmark), built once.
 
     int8 is static full-integer quantization through the project's exporter, calibrated on the random inputs.
     """
     slug = model.lower().replace(" ", "_")
-    out = workspace / "anchors" / (f"{slug}-tflite" if precision == "fp32" else f"{slug}-{precision}-tflite")
+    out = workspace / "anchors" / (f"{slug}-{target}" if precision == "fp32" else f"{slug}-{precision}-{target}")
     if (out / "manifest.json").is_file():
         return out
     import numpy as np
@@ -103,7 +106,7 @@ def anchor_artifact(workspace: Path, model: str = MOBILENET_V2, precision: str =
         eval_data=data, calibration_data=data,
     )
     mode, options = modes[precision]
-    export_bundle(bundle, "tflite", quantization_config(mode, **options), out, run_validation=False)
+    export_bundle(bundle, target, quantization_config(mode, **options), out, run_validation=False)
     return out
 
 
@@ -304,4 +307,123 @@ def calibration_for_artifact(workspace: Path, profile: DeviceProfile, artifact: 
     from pipeline.core.manifest import MANIFEST_FILE, read_manifest
 
     manifest = read_manifest(artifact) if (Path(artifact) / MANIFEST_FILE).is_file() else None
-    return calibration_for(workspace, profile, precision_of(manifest))
+    record = calibration_for(workspace, profile, precision_of(manifest))
+    if record is not None and _is_tfjs(Path(artifact), manifest):
+        browser = stored_browser_calibration(workspace, profile)  # the page's own rate, where one is calibrated
+        record = {**record, "browser": browser} if browser else record
+    return record
+
+
+def _is_tfjs(artifact: Path, manifest: dict[str, Any] | None) -> bool:
+    from device_runtime.inputs import bare_model_target
+
+    return (manifest or {}).get("target") == "tfjs" or (manifest is None and bare_model_target(artifact) == "tfjs")
+
+
+# --- the browser's DevTools rate ----------------------------------------------------------------------------------
+# TF.js in Chromium is slowed by DevTools (`Emulation.setCPUThrottlingRate`), not by the worker's throttle. Its rate is
+# searched the same way, with the fp32 anchor exported to TF.js and run on the wasm backend: rate = 1 / run share.
+# The published figure is XNNPACK native code, so a host whose browser is slower than the device stays uncalibrated.
+
+BROWSER_RUNTIME, BROWSER_BACKEND = "tfjs-browser", "wasm"
+BROWSER_PROTOCOL = Protocol(warmup_runs=3, min_runs=12, min_duration_s=1.0)
+
+
+def browser_key(profile: DeviceProfile) -> str:
+    """`profile`'s browser calibration key in calibration.json ('pixel-3a@tfjs-browser', holding {'fp32': record}):
+    an entry of its own, so readers listing a profile's precisions never meet it."""
+    return f"{profile.name}@{BROWSER_RUNTIME}"
+
+
+def _measure_browser(workspace: Path, profile: DeviceProfile, anchor: Anchor, threads: int,
+                     fraction: float) -> tuple[float, dict[str, Any]]:
+    """The TF.js anchor's p50 (ms) in Chromium (wasm) at DevTools rate 1 / `fraction`, and the result row."""
+    from device_runtime.harness import BenchRequest, run_benchmark
+    from pipeline.core.errors import RuntimeUnavailableError
+
+    page = replace(profile, memory_mb=None, delegates=(BROWSER_BACKEND,))
+    request = BenchRequest(anchor_artifact(workspace, anchor.model, "fp32", "tfjs"), BROWSER_RUNTIME, BROWSER_BACKEND,
+                           threads, page, BROWSER_PROTOCOL, active_fraction=fraction)
+    measurement = run_benchmark(request)
+    if measurement.status != "ok":
+        error = (RuntimeUnavailableError if measurement.status == "unavailable" else ConfigError)
+        raise error(f"Calibrating {profile.name} in the browser: {anchor.model} (TF.js, {BROWSER_BACKEND}) did not run "
+                    f"({measurement.error}).")
+    return float(measurement.result["latency_ms_p50"]), measurement.result
+
+
+def _browser_reason(search: FractionSearch, anchor: Anchor, threads: int, browser: str) -> str:
+    if search.why != "host slower than the device":
+        return _reason(search, anchor, threads, CPU_THROTTLE)
+    return (f"TF.js {BROWSER_BACKEND} in Chromium {browser} runs the anchor in {search.host_ms:.1f} ms on {threads} "
+            f"thread(s) on this host, slower than the device's published figure ({anchor.published_ms:g} ms, XNNPACK "
+            "native code): a throttle can only slow it down")
+
+
+def calibrate_browser(workspace: Path, profile: DeviceProfile,
+                      measure: Callable[[float], float] | None = None) -> dict[str, Any]:
+    """Search `profile`'s DevTools CPU throttling rate against its fp32 anchor in Chromium; returns the record.
+
+    The record has the fields of `calibrate`'s (active_fraction = 1 / rate) plus `runtime` and `cpu_throttling_rate`.
+    `measure(fraction) -> p50 ms` replaces the browser measurement (to test the record itself).
+    """
+    anchor = profile.anchor
+    if anchor is None:
+        raise ConfigError(f"Profile {profile.name} has no fp32 anchor to calibrate the browser against (no throttle).")
+    threads = min(anchor.threads, len(profile.usable_cores()))
+    results: list[dict[str, Any]] = []
+
+    def measured(fraction: float) -> float:
+        ms, result = _measure_browser(workspace, profile, anchor, threads, fraction)
+        results.append(result)
+        return ms
+
+    search = search_fraction(measure or measured, anchor.published_ms)
+    browser = results[0].get("browser_version", "") if results else ""
+    return {
+        "version": RECORD_VERSION, "profile": profile.name, "precision": "fp32", "calibrated_from": "fp32",
+        "runtime": f"{BROWSER_RUNTIME}/{BROWSER_BACKEND}", "browser_version": browser,
+        "host": host_key(), "calibrated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "anchor_model": anchor.model, "anchor_source": anchor.source, "published_ms": anchor.published_ms,
+        "device_threads": anchor.threads, "host_threads": threads, "host_ms": round(search.host_ms, 3),
+        "active_fraction": round(search.fraction, 4), "cpu_throttling_rate": round(1 / search.fraction, 3),
+        "emulated_ms": round(search.emulated_ms, 3), "prediction_error": round(search.error, 4),
+        "iterations": len(search.points), "mechanism": CPU_THROTTLE if search.fraction < 1 else NO_THROTTLE,
+        "status": "calibrated" if abs(search.error) <= CALIBRATION_TOLERANCE else "uncalibrated",
+        "reason": "" if search.converged else _browser_reason(search, anchor, threads, browser),
+        "tolerance": CALIBRATION_TOLERANCE,
+        "measurements": [{"cpu_throttling_rate": round(1 / f, 3), "p50_ms": round(ms, 3)} for f, ms in search.points],
+    }
+
+
+def _browser_stale(record: dict[str, Any] | None, anchor: Anchor) -> bool:
+    return (record is None or record.get("version") != RECORD_VERSION or record.get("host") != host_key()
+            or (record.get("anchor_model"), record.get("published_ms")) != (anchor.model, anchor.published_ms))
+
+
+def stored_browser_calibration(workspace: Path, profile: DeviceProfile) -> dict[str, Any] | None:
+    """`profile`'s browser calibration as stored for this host and anchor, else None (nothing is measured)."""
+    from pipeline.core.emulation import read_calibrations
+
+    record = read_calibrations(workspace).get(browser_key(profile), {}).get("fp32")
+    return None if profile.anchor is None or _browser_stale(record, profile.anchor) else record
+
+
+def browser_calibration_for(workspace: Path, profile: DeviceProfile, refresh: bool = False) -> dict[str, Any] | None:
+    """`profile`'s browser calibration on this host (None for a profile without a throttle); calibrates in Chromium
+    first when missing, stale (another host or anchor) or `refresh`. RuntimeUnavailableError without a browser."""
+    if profile.anchor is None:
+        return None
+    from pipeline.core.files import lock_path, write_json_atomic
+    from pipeline.core.locks import exclusive_lock
+
+    path = workspace / "calibration.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(lock_path(path)):
+        stored = json.loads(path.read_text()) if path.is_file() else {}
+        record = (stored.get(browser_key(profile)) or {}).get("fp32")
+        if refresh or _browser_stale(record, profile.anchor):
+            record = calibrate_browser(workspace, profile)
+            stored[browser_key(profile)] = {"fp32": record}
+            write_json_atomic(path, stored)
+    return record

@@ -59,8 +59,10 @@ class BenchCell:
     def key(self, manifest_sha256: str, measure: dict[str, Any], calibration: dict[str, Any] | None) -> str:
         from device_runtime.device_scripts.edge_bench import PROTOCOL_VERSION
 
+        page_rate = ((calibration or {}).get("browser") or {}).get("cpu_throttling_rate")  # TF.js in Chromium
         return content_key("bench", manifest_sha256, asdict(self.runtime), self.device, measure, PROTOCOL_VERSION,
-                           (calibration or {}).get("active_fraction"), toolchain_versions(*key_packages()))
+                           (calibration or {}).get("active_fraction"), toolchain_versions(*key_packages()),
+                           *([page_rate] if page_rate and self.runtime.runtime == "tfjs-browser" else []))
 
 
 @dataclass(frozen=True)

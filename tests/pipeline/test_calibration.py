@@ -1,5 +1,6 @@
 """Per-precision throttle calibration: the search, the record, precision selection and the fp32 fallback."""
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -11,12 +12,16 @@ from device_runtime.throttle import throttle_mechanism
 from pipeline.calibration import (
     CALIBRATION_TOLERANCE,
     MAX_MEASUREMENTS,
+    browser_calibration_for,
+    browser_key,
     calibrate,
+    calibrate_browser,
     calibration_for,
     calibration_for_artifact,
     host_key,
     precision_of,
     search_fraction,
+    stored_browser_calibration,
 )
 from pipeline.core.errors import ConfigError
 
@@ -182,3 +187,117 @@ def test_real_calibration_of_pixel_3a_1t_fp32(tmp_path):
         assert record["reason"]
     stored = json.loads((tmp_path / "calibration.json").read_text())
     assert stored["pixel-3a-1t"]["fp32"]["calibrated_at"] == record["calibrated_at"]
+
+
+# --- the browser's DevTools rate ----------------------------------------------------------------------------------
+
+DEVTOOLS = "devtools Emulation.setCPUThrottlingRate"
+
+
+def test_browser_calibration_record_has_the_shared_fields_and_its_rate(tmp_path):
+    record = calibrate_browser(tmp_path, PROFILES.get("pixel-3a-1t"), measure=throttled(20.0, 4.0))
+    assert set(record) >= INTERFACE_KEYS and record["runtime"] == "tfjs-browser/wasm"
+    assert record["status"] == "calibrated" and record["mechanism"] == DEVTOOLS and record["reason"] == ""
+    assert record["cpu_throttling_rate"] == pytest.approx(1 / record["active_fraction"], rel=1e-3)
+    assert record["cpu_throttling_rate"] > 1 and abs(record["emulated_ms"] - 55.0) / 55.0 <= CALIBRATION_TOLERANCE
+    assert [m["cpu_throttling_rate"] for m in record["measurements"]][0] == 1.0
+    json.dumps(record)
+
+
+def test_browser_slower_than_the_device_stays_uncalibrated_with_the_reason(tmp_path):
+    record = calibrate_browser(tmp_path, PROFILES.get("pixel-3a-1t"), measure=throttled(70.0))  # device: 55 ms
+    assert record["status"] == "uncalibrated" and record["cpu_throttling_rate"] == 1.0 and record["mechanism"] == "none"
+    assert "XNNPACK native code" in record["reason"] and "70.0 ms" in record["reason"]
+    assert record["iterations"] == 1
+
+
+def _tfjs_and_tflite_artifacts(workspace: Path) -> tuple[Path, Path]:
+    paths = []
+    for target in ("tfjs", "tflite"):
+        artifact = workspace / target
+        artifact.mkdir()
+        (artifact / "manifest.json").write_text(json.dumps({"target": target, "stages": []}))
+        paths.append(artifact)
+    return paths[0], paths[1]
+
+
+def test_browser_calibration_is_stored_apart_and_reaches_tfjs_artifacts_only(tmp_path):
+    from device_runtime.harness import BROWSER_RATE_NOTE
+    from pipeline.cli.devices import list_devices
+    from pipeline.core.emulation import accuracy_rows, read_calibrations
+
+    profile = PROFILES.get("pixel-3a-1t")
+    litert = calibrate(tmp_path, profile, "fp32", measure=throttled(7.0, 3.0))
+    (tmp_path / "calibration.json").write_text(json.dumps({profile.name: {"fp32": litert}}))
+    before = list_devices(tmp_path, host_key(), False)[0]
+    browser = calibrate_browser(tmp_path, profile, measure=throttled(20.0, 4.0))
+    stored = {profile.name: {"fp32": litert}, browser_key(profile): {"fp32": browser}}
+    (tmp_path / "calibration.json").write_text(json.dumps(stored))
+
+    assert stored_browser_calibration(tmp_path, profile) == browser
+    assert browser_calibration_for(tmp_path, profile) == browser  # stored: nothing measured
+    tfjs, tflite = _tfjs_and_tflite_artifacts(tmp_path)
+    chosen = calibration_for_artifact(tmp_path, profile, tfjs)
+    assert chosen["browser"] == browser and chosen["active_fraction"] == litert["active_fraction"]
+    assert "browser" not in calibration_for_artifact(tmp_path, profile, tflite)
+    # `pipeline devices` lists the profile's precisions as before; the accuracy table shows the browser's anchor
+    assert set(read_calibrations(tmp_path)[profile.name]) == {"fp32"}
+    assert list_devices(tmp_path, host_key(), False)[0] == before
+    rows = [r for r in accuracy_rows(read_calibrations(tmp_path), {}) if r["runtime"] == "tfjs-browser/wasm"]
+    assert len(rows) == 1 and rows[0]["published_ms"] == 55.0 and not rows[0]["flagged"]
+    # another host's browser calibration is not used: the rows fall back to the LiteRT run share, and say so
+    stored[browser_key(profile)]["fp32"] = {**browser, "host": "another host"}
+    (tmp_path / "calibration.json").write_text(json.dumps(stored))
+    assert "browser" not in calibration_for_artifact(tmp_path, profile, tfjs)
+    assert BROWSER_RATE_NOTE == "browser rate not calibrated, derived from the LiteRT run share"
+
+
+def test_browser_rows_take_the_browser_rate_else_the_litert_share_with_a_note(tmp_path):
+    from device_runtime.device_scripts.edge_bench import Protocol
+    from device_runtime.harness import BROWSER_RATE_NOTE, BenchRequest, _payload, page_rate
+
+    profile = PROFILES.get("pixel-3a-1t")
+    litert = calibrate(tmp_path, profile, "fp32", measure=throttled(7.0, 3.0))
+    browser = calibrate_browser(tmp_path, profile, measure=throttled(20.0, 4.0))
+    request = BenchRequest(tmp_path / "artifact", "tfjs-browser", "cpu", 1, profile, Protocol(),
+                           active_fraction=litert["active_fraction"], calibration=litert)
+    rate, record, source = page_rate(request)
+    assert rate == pytest.approx(1 / litert["active_fraction"]) and source == BROWSER_RATE_NOTE
+    assert record["reason"].endswith(BROWSER_RATE_NOTE) and record["status"] == litert["status"]
+    assert _payload(request)["cpu_throttling_rate"] == rate
+
+    with_browser = dataclasses.replace(request, calibration={**litert, "browser": browser})
+    rate, record, source = page_rate(with_browser)
+    assert rate == browser["cpu_throttling_rate"] != pytest.approx(1 / litert["active_fraction"], rel=0.05)
+    assert record == browser and source == "the browser's own calibration (calibrated)"
+    assert _payload(with_browser)["cpu_throttling_rate"] == rate
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_real_browser_calibration_of_pixel_3a_1t(tmp_path):
+    profile = PROFILES.get("pixel-3a-1t")
+    record = browser_calibration_for(tmp_path, profile)
+    assert record["runtime"] == "tfjs-browser/wasm" and record["iterations"] <= MAX_MEASUREMENTS
+    assert record["browser_version"] and record["host_ms"] > 0
+    if record["status"] == "calibrated":
+        assert abs(record["prediction_error"]) <= CALIBRATION_TOLERANCE and record["mechanism"] == DEVTOOLS
+        if record["cpu_throttling_rate"] > 1.5:  # a real slowdown: the page took several times the host time
+            assert record["emulated_ms"] > 1.3 * record["host_ms"]
+    else:
+        assert record["reason"] and record["emulated_ms"] != pytest.approx(55.0, rel=CALIBRATION_TOLERANCE)
+    stored = json.loads((tmp_path / "calibration.json").read_text())
+    assert stored[browser_key(profile)]["fp32"]["calibrated_at"] == record["calibrated_at"]
+    assert profile.name not in stored  # the LiteRT calibration is not made by the browser's
+
+
+def test_a_sweep_cell_of_tfjs_in_chromium_is_keyed_by_the_browser_rate():
+    from pipeline.sweep.plan import BenchCell, ExportCell
+    from pipeline.sweep.recipe import ModelSpec, RuntimeSpec, VariantSpec
+
+    export = ExportCell(ModelSpec("digits-cnn", "keras"), VariantSpec("fp32"), "tfjs")
+    litert = {"active_fraction": 0.2}
+    with_rate = {**litert, "browser": {"cpu_throttling_rate": 3.5}}
+    for runtime, changes in (("tfjs-browser", True), ("tfjs-node", False)):
+        cell = BenchCell(export, RuntimeSpec("tfjs", runtime, "cpu"), "pixel-3a-1t")
+        assert (cell.key("sha", {}, litert) != cell.key("sha", {}, with_rate)) is changes
