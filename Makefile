@@ -4,19 +4,21 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TFJS_RUNNER := device_runtime/tfjs_node
-STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml $(TFJS_RUNNER)/package-lock.json | sha256sum | cut -c1-12)
+ORT_WEB := device_runtime/ort_browser
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml $(TFJS_RUNNER)/package-lock.json $(ORT_WEB)/package-lock.json | sha256sum | cut -c1-12)
 
 .PHONY: setup demo test test-fast lint clean
 
 setup: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml $(TFJS_RUNNER)/package-lock.json
+$(STAMP): requirements.lock pyproject.toml $(TFJS_RUNNER)/package-lock.json $(ORT_WEB)/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "pip==26.3"
 	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/pip check
 	npm ci --prefix $(TFJS_RUNNER) --no-audit --no-fund --loglevel=error
+	npm ci --prefix $(ORT_WEB) --no-audit --no-fund --loglevel=error
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)

@@ -4,13 +4,15 @@ from device_runtime.base import Availability, Runtime, Session
 from device_runtime.executorch_runtime import ExecuTorchRuntime
 from device_runtime.litert import LiteRTRuntime
 from device_runtime.onnxruntime_runtime import OnnxRuntimeRuntime
+from device_runtime.ort_browser import OrtBrowserRuntime
 from device_runtime.tfjs_browser import TFJSBrowserRuntime
 from device_runtime.tfjs_node import TFJSNodeRuntime
 from pipeline.core.errors import ConfigError
 from pipeline.core.registry import Registry
 
 RUNTIMES: Registry[Runtime] = Registry("runtime")
-for _runtime in (LiteRTRuntime(), ExecuTorchRuntime(), TFJSNodeRuntime(), TFJSBrowserRuntime(), OnnxRuntimeRuntime()):
+for _runtime in (LiteRTRuntime(), ExecuTorchRuntime(), TFJSNodeRuntime(), TFJSBrowserRuntime(), OnnxRuntimeRuntime(),
+                 OrtBrowserRuntime()):
     RUNTIMES.register(_runtime.name, _runtime)  # a target's first registered runtime is its default
 
 
@@ -28,5 +30,5 @@ def default_runtime(target: str) -> str:
     return names[0]
 
 
-__all__ = ["RUNTIMES", "Availability", "ExecuTorchRuntime", "LiteRTRuntime", "OnnxRuntimeRuntime", "Runtime", "Session", "TFJSBrowserRuntime",
+__all__ = ["RUNTIMES", "Availability", "ExecuTorchRuntime", "LiteRTRuntime", "OnnxRuntimeRuntime", "OrtBrowserRuntime", "Runtime", "Session", "TFJSBrowserRuntime",
            "TFJSNodeRuntime", "default_runtime", "runtimes_for"]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from exporters import EXPORTERS, modes_for
+from exporters.routes.onnx_modes import int8_types
 from pipeline.core.bundle import ModelBundle, SourceInfo, TensorSpec
 from pipeline.core.datasets import Dataset
 from pipeline.core.errors import UnsupportedRouteError
@@ -43,6 +44,28 @@ def test_export_validates_in_onnxruntime(bundles, tmp_path, framework, mode):
     x = bundle.eval_data.x[:1]
     (out,) = session.run(None, {bundle.input_names[0]: x.astype(np.float32)})
     assert out.shape == (1, 10) and int(out.argmax()) == int(bundle.predict(x).argmax())
+
+
+def test_int8_types_follow_the_cpu():
+    assert int8_types("x86_64").scheme == "U8S8" and int8_types("x86_64").activations == "uint8"
+    assert int8_types("aarch64").scheme == "S8S8" and int8_types("arm64").activations == "int8"
+    assert "vpdpbusd" in int8_types("x86_64").reason and "sdot" in int8_types("aarch64").reason
+
+
+def test_int8_records_and_applies_the_hosts_types(bundles, tmp_path):
+    import onnx
+
+    manifest = export_bundle(bundles["torch"], "onnx", quantization_config("int8"), tmp_path / "int8").manifest
+    assert manifest["validation"]["passed"], manifest["validation"]["failures"]
+    chosen = manifest["stages"][0]["config"]["int8_types"]
+    expected = int8_types()
+    assert chosen["scheme"] == expected.scheme and chosen["reason"] and chosen["weights"] == "int8"
+    assert expected.scheme in manifest["stages"][0]["tool"]
+    graph = onnx.load(str(tmp_path / "int8" / "model.onnx")).graph
+    zero_points = {init.name: init.data_type for init in graph.initializer}
+    activation_types = {zero_points[node.input[2]] for node in graph.node
+                        if node.op_type == "QuantizeLinear" and node.input[0] in {i.name for i in graph.input}}
+    assert activation_types == {onnx.TensorProto.UINT8 if expected.activations == "uint8" else onnx.TensorProto.INT8}
 
 
 def test_fp16_halves_the_file_and_keeps_float32_io(bundles, tmp_path):
