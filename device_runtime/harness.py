@@ -65,7 +65,7 @@ def _target_and_inputs(path: Path, inputs: str | Path | None) -> tuple[str, str 
                             f"model file ({', '.join(sorted(MODEL_SUFFIXES))}).")
     if not path.is_dir():
         raise ArtifactError(f"{path} is not a model file pipeline bench can run: it takes artifact directories and "
-                            f".tflite, .pte and TF.js {TFJS_MODEL} files.")
+                            f".tflite, .pte, .onnx and TF.js {TFJS_MODEL} files.")
     manifest = read_manifest(path)
     if inputs is None and not manifest.get("eval_data"):
         raise DataError(f"{path} has no eval.npz, so there is no real input to time it on; re-export it with "

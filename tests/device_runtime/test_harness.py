@@ -131,9 +131,9 @@ def test_a_bare_model_file_runs_on_a_users_npz(artifacts, tmp_path):
 def test_what_is_not_a_model_file_is_refused_before_any_work(artifacts, tmp_path):
     from pipeline.core.errors import ArtifactError
 
-    (tmp_path / "model.onnx").write_bytes(b"onnx")
-    with pytest.raises(ArtifactError, match="takes artifact directories and .tflite, .pte and TF.js model.json"):
-        resolve_request(tmp_path / "model.onnx", None, None, "host", 1, QUICK)
+    (tmp_path / "model.h5").write_bytes(b"hdf5")
+    with pytest.raises(ArtifactError, match="takes artifact directories and .tflite, .pte, .onnx and TF.js model.json"):
+        resolve_request(tmp_path / "model.h5", None, None, "host", 1, QUICK)
     with pytest.raises(ArtifactError, match="does not exist"):
         resolve_request(tmp_path / "absent.tflite", None, None, "host", 1, QUICK)
     with pytest.raises(DataError, match="Input file .*absent.npz does not exist"):

@@ -140,8 +140,8 @@ def check_outputs(outputs, expected, mode):
     for got, want in zip(outputs, expected, strict=True):
         if mode == "none":
             np.testing.assert_allclose(got, want, atol=1e-5)
-        else:
-            assert min_cosine(got, want) >= 0.99, (mode, min_cosine(got, want))
+        else:  # static int8 also stores the embedding tables in 8 bits (ExecuTorch), so it may lose a little more
+            assert min_cosine(got, want) >= (0.98 if mode == "int8" else 0.99), (mode, min_cosine(got, want))
 
 
 @pytest.fixture(scope="module")
