@@ -26,6 +26,7 @@ def announce_calibration(plan: Plan, workspace: Path, out: Callable[[str], None]
     from pipeline.calibration import host_key
 
     calibrations, host = read_calibrations(workspace), host_key()
+    not_yet = []
     for device, precision in emulated_pairs(plan):
         status = profile_status(calibrations, PROFILES.get(device), precision, host)
         if status.status == UNCALIBRATED:
@@ -34,5 +35,8 @@ def announce_calibration(plan: Plan, workspace: Path, out: Callable[[str], None]
         elif status.borrowed:
             out(f"{device} {precision}: {status.text()}")
         elif status.status == NOT_YET:
-            out(f"{device} {precision}: {status.text()}; calibrated before its first benchmark, and its rows carry "
-                "the 'uncalibrated' badge if the anchor then misses its published figure by more than 10%")
+            not_yet.append(f"{device} {precision}")
+    if not_yet:
+        out(f"not calibrated yet on this host: {', '.join(not_yet)}; each is calibrated before its first benchmark, "
+            "and its rows carry the 'uncalibrated' badge if the anchor then misses its published figure by more "
+            "than 10%")
