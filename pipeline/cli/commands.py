@@ -347,6 +347,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if log and tail(Path(log)):
             print(f"    last lines of {log}:")
             print("\n".join(f"    | {line}" for line in tail(Path(log), 8)))
+    for label, reason in summary.unavailable:
+        print(f"  unavailable {label}: {reason}")
     if summary.elsewhere:
         print(f"  left to another writer (in progress elsewhere, --no-wait): {len(summary.elsewhere)} cells")
     if args.report:

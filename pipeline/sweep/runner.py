@@ -19,6 +19,7 @@ class SweepSummary:
     exports: dict[str, int] = field(default_factory=lambda: {"cached": 0, "done": 0, "failed": 0})
     benches: dict[str, int] = field(default_factory=lambda: {"cached": 0, "done": 0, "failed": 0, "unavailable": 0})
     failures: list[tuple[str, str]] = field(default_factory=list)
+    unavailable: list[tuple[str, str]] = field(default_factory=list)  # runtimes that cannot run the artifact, and why
     elsewhere: list[str] = field(default_factory=list)  # cells left to another writer (--no-wait)
     seconds: float = 0.0
     logs: dict[str, str] = field(default_factory=dict)  # failed cell -> the log of its framework output
@@ -292,7 +293,9 @@ def _cells(recipe: Recipe, workspace: Path, store_path: Path, executor: Any, wai
                 continue
             status = record["status"]
             summary.benches["done" if status == "ok" else status] += 1
-            if status != "ok":
+            if status == "unavailable":  # recorded with its reason (an op the delegate lacks): not a failure
+                summary.unavailable.append((f"bench {cell.label()}", record["error"]))
+            elif status != "ok":
                 summary.failures.append((f"bench {cell.label()}", record["error"]))
                 summary.logs[f"bench {cell.label()}"] = str(bench_log(Path(folder), cell, key))
             p50 = (record.get("result") or {}).get("latency_ms_p50")

@@ -186,3 +186,28 @@ def test_eta_is_per_phase_and_counts_parallel_exports():
     assert progress.eta() == 2.0
     progress.step("bench", "d", "ok", 2.0)
     assert lines[0].startswith("[  1/4] export a: ok") and lines[-1].endswith("eta ~   0s)")
+
+
+def _onnxruntime_has_xnnpack() -> bool:
+    import onnxruntime
+
+    return "XnnpackExecutionProvider" in onnxruntime.get_available_providers()
+
+
+@pytest.mark.skipif(_onnxruntime_has_xnnpack(), reason="this onnxruntime wheel has the XNNPACK provider")
+def test_a_runtime_that_cannot_run_an_artifact_is_listed_as_unavailable_not_failed(tmp_path, torch_model_path, capsys):
+    from pipeline.cli import main
+
+    workspace = tmp_path / "ws"
+    (workspace / "models").mkdir(parents=True)
+    for suffix in ("", ".card.json"):
+        (workspace / "models" / f"digits-cnn-torch.pt2{suffix}").write_bytes(
+            torch_model_path.with_name(torch_model_path.name + suffix).read_bytes())
+    recipe = {**TINY, "targets": ["onnx"], "variants": [{"name": "fp32", "quantize": "none"}],
+              "runtimes": [{"target": "onnx", "runtime": "onnxruntime", "delegate": "xnnpack"}]}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    code = main(["sweep", str(tmp_path / "recipe.yaml"), "--workspace", str(workspace), "-q"])
+    out = capsys.readouterr().out
+    assert code == 0, out  # the PyPI onnxruntime wheel has no XNNPACK provider: recorded, with the reason
+    assert "'unavailable': 1" in out and "  unavailable bench digits-cnn/torch fp32 -> onnx" in out
+    assert "FAILED" not in out
