@@ -270,27 +270,24 @@ def parse_recipe(data: Any, name: str = "recipe") -> Recipe:
     measure = _measure(data.get("measure"), errors)
     variant_names = [v.name for v in variants]
     for model in models:
-        for name in model.variants:
-            if name not in variant_names:
-                errors.unknown(f"models[{model.name}].variants", "variant", name, variant_names)
-        for name in model.targets:
-            if name not in targets:
-                errors.unknown(f"models[{model.name}].targets", "target (of the recipe's targets)", name, targets)
-        for name in model.devices:
-            if name not in devices:
-                errors.unknown(f"models[{model.name}].devices", "device (of the recipe's devices)", name, devices)
+        _check_limits(f"models[{model.name}]", model, variant_names, targets, devices, errors)
     for i, runtime in enumerate(runtimes):
-        for name in runtime.variants:
-            if name not in variant_names:
-                errors.unknown(f"runtimes[{i}].variants", "variant", name, variant_names)
-        for name in runtime.devices:
-            if name not in devices:
-                errors.unknown(f"runtimes[{i}].devices", "device (of the recipe's devices)", name, devices)
+        _check_limits(f"runtimes[{i}]", runtime, variant_names, targets, devices, errors)
     if errors.messages:
         listed = "\n  ".join(errors.messages)
         raise ConfigError(f"{name} has {len(errors.messages)} problem(s):\n  {listed}")
     return Recipe(name=str(data.get("name", name)), models=tuple(models), variants=tuple(variants),
                   targets=tuple(targets), runtimes=tuple(runtimes), devices=tuple(devices), measure=measure)
+
+
+def _check_limits(path: str, spec: ModelSpec | RuntimeSpec, variants: list[str], targets: list[str],
+                  devices: list[str], errors: _Errors) -> None:
+    """A model's or runtime's `variants`/`targets`/`devices` limits name the recipe's own variants, targets, devices."""
+    for key, what, known in (("variants", "variant", variants), ("targets", "target (of the recipe's targets)", targets),
+                             ("devices", "device (of the recipe's devices)", devices)):
+        for value in getattr(spec, key, ()):
+            if value not in known:
+                errors.unknown(f"{path}.{key}", what, value, known)
 
 
 def load_recipe(path: Path) -> Recipe:

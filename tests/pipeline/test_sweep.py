@@ -211,3 +211,10 @@ def test_a_runtime_that_cannot_run_an_artifact_is_listed_as_unavailable_not_fail
     assert code == 0, out  # the PyPI onnxruntime wheel has no XNNPACK provider: recorded, with the reason
     assert "'unavailable': 1" in out and "  unavailable bench digits-cnn/torch fp32 -> onnx" in out
     assert "FAILED" not in out
+
+
+def test_a_recipe_with_limits_still_names_its_file_in_the_error():
+    bad = {**TINY, "models": [{"zoo": "digits-cnn", "variants": ["fp32"]}],
+           "runtimes": [{**TINY["runtimes"][0], "devices": ["host"]}], "targets": ["tflit"]}
+    with pytest.raises(ConfigError, match=r"^bad.yaml has 1 problem"):
+        parse_recipe(bad, "bad.yaml")
