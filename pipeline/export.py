@@ -45,6 +45,7 @@ def _check_stage(stage: StageConfig, framework: str) -> None:
 def check_route(exporter: Any, framework: str, quantization: QuantizationConfig) -> None:
     """Raise UnsupportedRouteError if `exporter` cannot take `framework`, or no handler expresses `quantization` on that route."""
     from exporters import handler_for
+    from quantize import check_keep_float_route
 
     if framework not in exporter.routes:
         routes = ", ".join(f"{fw} -> {exporter.target}" for fw in exporter.routes)
@@ -53,6 +54,7 @@ def check_route(exporter: Any, framework: str, quantization: QuantizationConfig)
             "See `pipeline routes`."
         )
     handler_for(quantization.mode, framework, exporter.target)
+    check_keep_float_route(quantization, framework, exporter.target)
 
 
 def _signature(session: Any) -> dict[str, Any]:

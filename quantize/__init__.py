@@ -19,6 +19,7 @@ from quantize.pruning import ChannelPruningConfig, MagnitudePruningConfig  # noq
 from quantize.route_handlers import (
     ROUTE_HANDLERS,
     RouteHandlers,
+    check_keep_float_route,
     explain_refusal,
     handler_for,
     modes_for,
@@ -53,6 +54,7 @@ __all__ = [
     "Uint8WeightsConfig",
     "Uint16WeightsConfig",
     "WeightOnlyInt8Config",
+    "check_keep_float_route",
     "explain_refusal",
     "handler_for",
     "modes_for",

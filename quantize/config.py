@@ -20,7 +20,23 @@ class QuantizationConfig:
     needs_calibration: ClassVar[bool] = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"mode": self.mode, **asdict(self)}
+        data = asdict(self)
+        if not data.get("keep_float", True):  # absent when empty: a plain export's manifest is unchanged
+            del data["keep_float"]
+        return {"mode": self.mode, **data}
+
+
+def check_keep_float(config: QuantizationConfig) -> None:
+    """Raise ConfigError unless `keep_float` is a tuple of distinct, non-empty layer names (`auto:K` is resolved
+    to names before a config is built: see pipeline.selective)."""
+    names = getattr(config, "keep_float", ())
+    if not isinstance(names, tuple) or not all(isinstance(n, str) and n.strip() for n in names):
+        raise ConfigError(f"keep_float must be a tuple of layer names, got {names!r}.")
+    if any(n.startswith("auto:") for n in names):
+        raise ConfigError(f"keep_float {names!r}: 'auto:K' picks names from a per-layer debug run; resolve it with "
+                          "pipeline.selective.resolve_keep_float (the CLI and `pipeline optimize` do).")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"keep_float names a layer twice: {names!r}.")
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,10 @@ class DynamicInt8Config(QuantizationConfig):
     """int8 weights; activations quantized on the fly at run time (dynamic range)."""
 
     mode: ClassVar[str] = "dynamic-int8"
+    keep_float: tuple[str, ...] = ()  # layers left in float (names from `pipeline debug`)
+
+    def __post_init__(self) -> None:
+        check_keep_float(self)
 
 
 @dataclass(frozen=True)
@@ -49,6 +69,10 @@ class WeightOnlyInt8Config(QuantizationConfig):
     """int8 weights dequantized to float before each op: float compute, ~4x smaller weights."""
 
     mode: ClassVar[str] = "weight-int8"
+    keep_float: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_keep_float(self)
 
 
 @dataclass(frozen=True)
@@ -59,10 +83,12 @@ class Int8StaticConfig(QuantizationConfig):
     needs_calibration: ClassVar[bool] = True
     calibration_samples: int = 200
     per_channel: bool = True
+    keep_float: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.calibration_samples < 1:
             raise ConfigError(f"calibration_samples must be >= 1, got {self.calibration_samples}.")
+        check_keep_float(self)
 
 
 @dataclass(frozen=True)
@@ -93,8 +119,10 @@ class QatInt8Config(QuantizationConfig):
     learning_rate: float = 1e-4
     batch_size: int = 32
     seed: int = 0
+    keep_float: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        check_keep_float(self)
         if not isinstance(self.fine_tune_epochs, int) or isinstance(self.fine_tune_epochs, bool) \
                 or self.fine_tune_epochs < 1:
             raise ConfigError(f"fine_tune_epochs must be an integer >= 1 (QAT learns its ranges while training), "

@@ -30,9 +30,11 @@ class RouteHandlers:
     def __init__(self) -> None:
         self._handlers: dict[tuple[str, str, str], Handler] = {}
         self._reasons: dict[tuple[str, str, str], str] = {}
+        self._selective: set[tuple[str, str, str]] = set()
 
-    def register(self, mode: str, framework: str, target: str, handler: Handler) -> Handler:
-        """Register `handler` for `mode` on framework -> target and return it.
+    def register(self, mode: str, framework: str, target: str, handler: Handler, *, keep_float: bool = False) -> Handler:
+        """Register `handler` for `mode` on framework -> target and return it; `keep_float`: the handler honours
+        the config's `keep_float` layers (selective quantization).
 
         Raises UnknownNameError for a mode that is not a registered technique, ConfigError for a pair
         that already has a handler.
@@ -42,7 +44,26 @@ class RouteHandlers:
         if key in self._handlers:
             raise ConfigError(f"Quantization '{mode}' already has a handler on the {route_name(framework, target)} route.")
         self._handlers[key] = handler
+        if keep_float:
+            self._selective.add(key)
         return handler
+
+    def check_keep_float(self, quantization: Any, framework: str, target: str) -> None:
+        """Raise UnsupportedRouteError when `quantization` keeps layers in float and framework -> target's handler
+        cannot, naming the routes that can."""
+        mode = quantization.mode
+        if not getattr(quantization, "keep_float", ()) or (mode, framework, target) in self._selective:
+            return
+        able = sorted(route_name(f, t) for m, f, t in self._selective if m == mode)
+        raise UnsupportedRouteError(
+            f"--keep-float cannot be expressed for {mode} on the {route_name(framework, target)} route: its quantizer "
+            "has no per-layer setting here. "
+            + (f"Routes that keep layers in float for {mode}: {', '.join(able)}. " if able else "")
+            + ("Drop --keep-float, or pick one of those routes." if able else "Drop --keep-float."))
+
+    def keep_float_routes(self) -> tuple[tuple[str, str, str], ...]:
+        """Every (mode, framework, target) whose handler honours `keep_float`, sorted."""
+        return tuple(sorted(self._selective))
 
     def explain_refusal(self, mode: str, framework: str, target: str, reason: str) -> None:
         """Record why framework -> target cannot express `mode` (one clause; `handler_for`'s error quotes it)."""
@@ -105,3 +126,4 @@ handler_for = ROUTE_HANDLERS.handler_for
 modes_for = ROUTE_HANDLERS.modes_for
 target_modes = ROUTE_HANDLERS.target_modes
 routes_for = ROUTE_HANDLERS.routes_for
+check_keep_float_route = ROUTE_HANDLERS.check_keep_float

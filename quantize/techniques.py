@@ -188,6 +188,9 @@ QUANTIZATION_MODES = ConfigClasses()
 def quantization_config(mode: str, **options: Any) -> QuantizationConfig:
     """Build the config for `mode` (e.g. 'int8'); unknown modes list the options."""
     config_cls = QUANTIZATION_MODES.get(mode)
+    if isinstance(options.get("keep_float"), (list, str)):  # from JSON or YAML; a single name as a string
+        names = options["keep_float"]
+        options = {**options, "keep_float": (names,) if isinstance(names, str) else tuple(names)}
     try:
         return config_cls(**options)
     except TypeError as exc:
