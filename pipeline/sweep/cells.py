@@ -87,7 +87,7 @@ def _export(cell: ExportCell, model_ref: str, eval_data: str | None, calibration
                                 eval_data=Path(eval_data) if eval_data else None,
                                 calibration=Path(calibration) if calibration else None,
                                 train_data=Path(model.train_data) if model.train_data else None)
-        export_bundle(bundle, cell.target, quantization_config(cell.variant.quantize), folder,
+        export_bundle(bundle, cell.target, quantization_config(cell.variant.quantize, **cell.variant.quantize_options()), folder,
                       stages=stage_configs(cell.variant.prune))
     except PipelineError as exc:
         return _export_row(cell, str(folder), "failed", str(exc), None, time.perf_counter() - started)

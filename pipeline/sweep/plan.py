@@ -13,6 +13,7 @@ from pipeline.sweep.recipe import ModelSpec, Recipe, RuntimeSpec, VariantSpec
 
 T = TypeVar("T")
 STAGE_PACKAGES = ("torch-pruning", "tensorflow-model-optimization")  # pruning runs before any exporter
+OPTION_FIELDS = {"per_channel": True, "keep_float": ()}  # in a cell's key only when set: defaults keep older keys
 
 
 def key_packages() -> tuple[str, ...]:
@@ -43,7 +44,8 @@ class ExportCell:
         """Changes when the source model (and how it is read and judged), the variant, the target or any toolchain
         version changes."""
         reading = {k: v for k, v in asdict(self.model).items() if k in ("task", "input_spec", "train_data") and v}
-        return content_key("export", source_sha256, asdict(self.variant), self.target, toolchain_versions(*key_packages()),
+        variant = {k: v for k, v in asdict(self.variant).items() if k not in OPTION_FIELDS or v != OPTION_FIELDS[k]}
+        return content_key("export", source_sha256, variant, self.target, toolchain_versions(*key_packages()),
                            *([reading] if reading else []))
 
 

@@ -42,6 +42,13 @@ class VariantSpec:
     quantize: str = "none"
     prune: str | None = None
     targets: tuple[str, ...] = ()
+    per_channel: bool = True  # int8: one scale per output channel (False: per tensor)
+    keep_float: tuple[str, ...] = ()  # layers left in float (names from `pipeline debug`)
+
+    def quantize_options(self) -> dict[str, Any]:
+        """The options of the variant's quantization config beyond its defaults."""
+        return {**({"per_channel": False} if not self.per_channel else {}),
+                **({"keep_float": self.keep_float} if self.keep_float else {})}
 
 
 @dataclass(frozen=True)
@@ -199,13 +206,38 @@ def _variants(raw: list[Any], targets: list[str], errors: _Errors) -> list[Varia
                 parse_prune(str(item["prune"]))
             except PipelineError as exc:  # ConfigError / UnknownNameError from the stage configs
                 errors.add(f"{path}.prune", str(exc))
+        options = _quantize_options(item, mode, path, errors)
         name = item.get("name") or (mode if "prune" not in item else f"prune{item['prune']}+{mode}")
         variants.append(VariantSpec(name=str(name), quantize=mode, prune=item.get("prune") and str(item["prune"]),
-                                    targets=limited))
+                                    targets=limited, **options))
     names = [v.name for v in variants]
     for name in sorted({n for n in names if names.count(n) > 1}):
         errors.add("variants", f"name '{name}' is used twice; give each variant a distinct name")
     return variants
+
+
+def _quantize_options(item: dict[str, Any], mode: str, path: str, errors: _Errors) -> dict[str, Any]:
+    """A variant's `per_channel` and `keep_float`, checked against its mode's config."""
+    from quantize import quantization_config
+
+    options: dict[str, Any] = {}
+    if "per_channel" in item:
+        if not isinstance(item["per_channel"], bool):
+            errors.add(f"{path}.per_channel", f"must be true or false, got {item['per_channel']!r}")
+        else:
+            options["per_channel"] = item["per_channel"]
+    if "keep_float" in item:
+        names = item["keep_float"]
+        if isinstance(names, str) and names.startswith("auto:"):
+            errors.add(f"{path}.keep_float", f"'{names}' picks layers from a debug run; a recipe names them (run "
+                       "`pipeline debug` on the int8 artifact, or let `pipeline optimize` pick them)")
+            return options
+        options["keep_float"] = tuple(str(n) for n in ([names] if isinstance(names, str) else names or ()))
+    try:
+        quantization_config(mode, **{k: v for k, v in options.items() if v != getattr(VariantSpec, k)})
+    except PipelineError as exc:
+        errors.add(path, f"quantize {mode}: {exc}")
+    return options
 
 
 def _runtimes(raw: list[Any], errors: _Errors) -> list[RuntimeSpec]:
@@ -373,7 +405,10 @@ def recipe_schema() -> dict[str, Any]:
     prune = {"type": ["string", "number"], "pattern": rf"^(({'|'.join(PRUNE_KINDS)}):)?[0-9]*\.?[0-9]+$",
              "description": "prune before quantizing: 0.5 (magnitude sparsity) or channels:0.3 (channel ratio)"}
     variant = _spec_schema(VariantSpec, quantize={"enum": QUANTIZATION_MODES.names()}, prune=prune,
-                           targets={"items": target, "uniqueItems": True, "description": "limit to these targets"})
+                           targets={"items": target, "uniqueItems": True, "description": "limit to these targets"},
+                           per_channel={"description": "int8: one scale per output channel (false: per tensor)"},
+                           keep_float={"items": {"type": "string"}, "uniqueItems": True,
+                                       "description": "layers left in float (names from `pipeline debug`)"})
     runtime = _spec_schema(RuntimeSpec, target=target, runtime={"enum": RUNTIMES.names()},
                            delegate={"enum": sorted({d for _, r in RUNTIMES.items() for d in r.delegates})},
                            threads={"minimum": 1},
