@@ -100,6 +100,7 @@ def export_bundle(
     run_validation: bool = True,
     tolerances: Mapping[str, float] | None = None,
     debug_layers: bool = False,
+    annotations: Mapping[str, Any] | None = None,
 ) -> ExportResult:
     """Export `bundle` to `target` in `out_dir`, validate it in its runtime and write the manifest.
 
@@ -107,7 +108,8 @@ def export_bundle(
     compares the artifact with the optimized model, and each stage's effect is recorded.
     Validation judges the outputs by `bundle.task` ('auto' inspects them) within the mode's tolerances,
     `tolerances` overriding any of them by name. `debug_layers` adds the per-layer error ranking against a float
-    export of the same model (`layer_debug` in the manifest, and debug.json beside it).
+    export of the same model (`layer_debug` in the manifest, and debug.json beside it). `annotations` are added to
+    the manifest as they are (how a choice was made, e.g. the layers `--keep-float auto:K` picked).
     Nothing appears at `out_dir` unless every step succeeds; a failed validation still
     writes the artifact, with `validation.passed` false.
     """
@@ -162,6 +164,7 @@ def export_bundle(
             manifest["layer_debug"] = rank_layers(bundle, target, staging / output.model_file, quantization)
             if not manifest["layer_debug"].get("skipped"):
                 write_json_atomic(staging / DEBUG_FILE, manifest["layer_debug"])
+        manifest.update(annotations or {})
         write_json_atomic(staging / MANIFEST_FILE, manifest)
     return ExportResult(out_dir=out_dir, manifest=manifest)
 

@@ -32,7 +32,8 @@ DEBUG_SAMPLES = 64  # evaluation samples run through both models by default
 SQNR_CAP_DB = 200.0  # as in validation: identical tensors would be +inf dB, which JSON cannot hold
 REPRESENTATION_OPS = ("QUANTIZE", "DEQUANTIZE")
 SHARE_METHOD = (
-    "Each layer's added noise is its relative noise power (||q - f||^2 / ||f||^2) minus the largest of its inputs' "
+    "Each layer's added noise is its relative noise power (||q - f||^2 / ||f||^2, averaged over the channels of its "
+    "last axis, so that a few outlier channels cannot hide the noise in the others) minus the largest of its inputs' "
     "(walking back through unmatched tensors); its share is its positive added noise over the sum of all positive "
     "added noise. This assumes noise adds up and passes through later layers at the same relative power, which "
     "softmax, ReLU and pooling bend: read shares as a ranking of culprits, not an exact budget."
@@ -190,25 +191,49 @@ def _match_representation_ops(quantized: Graph, ours: list[GraphTensor], theirs:
             pair(q, partner, f"{q.op.lower()} of a matched tensor")
 
 
+def _db(relative: float) -> float:
+    return SQNR_CAP_DB if relative == 0 else float(np.clip(-10 * np.log10(relative), -SQNR_CAP_DB, SQNR_CAP_DB))
+
+
 class ErrorSums:
-    """Running sums over samples for one tensor pair: noise and signal energy, the largest absolute error."""
+    """Running sums over samples for one tensor pair: noise and signal energy, overall and per channel (the last
+    axis), and the largest absolute error."""
 
     def __init__(self) -> None:
         self.noise = self.signal = self.max_abs = 0.0
+        self.channel_noise: np.ndarray | None = None
+        self.channel_signal: np.ndarray | None = None
 
     def add(self, ours: np.ndarray, reference: np.ndarray) -> None:
         diff = ours - reference
         self.noise += float(np.sum(diff * diff))
         self.signal += float(np.sum(reference * reference))
         self.max_abs = max(self.max_abs, float(np.max(np.abs(diff), initial=0.0)))
+        if reference.ndim >= 2:
+            axes = tuple(range(reference.ndim - 1))
+            noise, signal = np.sum(diff * diff, axis=axes), np.sum(reference * reference, axis=axes)
+            self.channel_noise = noise if self.channel_noise is None else self.channel_noise + noise
+            self.channel_signal = signal if self.channel_signal is None else self.channel_signal + signal
 
     def relative_power(self) -> float:
         return self.noise / self.signal if self.signal > 0 else (0.0 if self.noise == 0 else float("inf"))
 
+    def channel_relative_power(self) -> float:
+        """The mean over channels of each channel's relative noise power: a few large channels setting a tensor's
+        int8 range drown the others in noise, which the whole tensor's ratio (dominated by the large ones) hides."""
+        if self.channel_noise is None or self.channel_signal is None:
+            return self.relative_power()
+        live = self.channel_signal > 0
+        if not live.any():
+            return self.relative_power()
+        # a channel whose noise outweighs its signal is lost whatever the ratio: capped at 1 so that a nearly dead
+        # channel (a ReLU output that is almost always 0) cannot outvote the rest
+        return float(np.mean(np.minimum(self.channel_noise[live] / self.channel_signal[live], 1.0)))
+
     def metrics(self) -> dict[str, float]:
         relative = self.relative_power()
-        sqnr = SQNR_CAP_DB if relative == 0 else float(np.clip(-10 * np.log10(relative), -SQNR_CAP_DB, SQNR_CAP_DB))
-        return {"sqnr_db": sqnr, "relative_l2": float(np.sqrt(relative)), "max_abs_error": self.max_abs}
+        return {"sqnr_db": _db(relative), "channel_sqnr_db": _db(self.channel_relative_power()),
+                "relative_l2": float(np.sqrt(relative)), "max_abs_error": self.max_abs}
 
 
 def _run(graph: Graph, sample: Mapping[str, np.ndarray] | np.ndarray) -> None:
@@ -230,12 +255,14 @@ def compare_tflite(quantized_file: Path, reference_file: Path, feed: Mapping[str
         for q, f, _ in pairs:
             ours = dequantize(quantized.interpreter.get_tensor(q.index), q)
             sums[q.index].add(ours[:1], reference.interpreter.get_tensor(f.index).astype(np.float64)[:1])
-    added = _added_noise(quantized, {index: s.relative_power() for index, s in sums.items()})
+    added = _added_noise(quantized, {index: s.channel_relative_power() for index, s in sums.items()})
     positive = sum(max(a, 0.0) for a in added.values())
+    carried = _carried_to(quantized, {q.index: short_name(q.name) for q, _, _ in pairs})
     layers = [{"layer": short_name(q.name), "tensor": q.name, "reference_tensor": f.name, "op": q.op,
                "position": q.position, "shape": list(q.shape), "dtype": q.dtype, "match": rule,
                **sums[q.index].metrics(), "added_noise": added[q.index],
-               "share": max(added[q.index], 0.0) / positive if positive > 0 else 0.0}
+               "share": max(added[q.index], 0.0) / positive if positive > 0 else 0.0,
+               "keep_with": carried.get(q.index, [])}
               for q, f, rule in pairs]
     layers.sort(key=lambda layer: (layer["sqnr_db"], layer["position"]))
     outputs = [{"tensor": q.name, **sums[q.index].metrics()} for q, _, _ in pairs if q.index in quantized.outputs]
@@ -245,6 +272,36 @@ def compare_tflite(quantized_file: Path, reference_file: Path, feed: Mapping[str
                         "reference": sum(comparable(t) for t in reference.tensors)},
             "match_rules": {rule: sum(r == rule for _, _, r in pairs) for rule in dict.fromkeys(r for _, _, r in pairs)},
             "outputs": outputs, "share_method": SHARE_METHOD, "layers": layers}
+
+
+# ops that compute with weights: where an activation kept in float may be quantized again without harm
+WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL", "EMBEDDING_LOOKUP")
+
+
+def _carried_to(graph: Graph, labels: dict[int, str]) -> dict[int, list[str]]:
+    """Per matched tensor, the layers that must stay float with its producer for the tensor to reach the next
+    weighted op unquantized: every matched op downstream of it up to and including the first weighted op on each
+    path (an op kept float still quantizes its output for an int8 consumer, and that consumer quantizes its input)."""
+    consumers: dict[int, list[int]] = {}
+    for out, inputs in graph.producer_inputs.items():
+        for index in inputs:
+            consumers.setdefault(index, []).append(out)
+    ops = {t.index: t.op for t in graph.tensors}
+    carried: dict[int, list[str]] = {}
+    for start in labels:
+        found: list[str] = []
+        todo, seen = list(consumers.get(start, ())), {start}
+        while todo:
+            index = todo.pop(0)
+            if index in seen:
+                continue
+            seen.add(index)
+            if index in labels and labels[index] != labels[start]:
+                found.append(labels[index])
+            if ops.get(index) not in WEIGHTED_OPS:
+                todo += consumers.get(index, ())
+        carried[start] = list(dict.fromkeys(found))
+    return carried
 
 
 def _added_noise(graph: Graph, relative: dict[int, float]) -> dict[int, float]:

@@ -29,6 +29,7 @@ from pipeline.cli.commands import (
     cmd_zoo,
     parse_shape,
 )
+from pipeline.cli.optimize import add_optimize_parser, cmd_optimize
 from pipeline.cli.options import (
     CALIBRATABLE,
     DELEGATES,
@@ -55,7 +56,7 @@ EXIT_INTERNAL_ERROR = 1
 
 # the handlers are looked up here when the parser is built (tests replace one with monkeypatch)
 __all__ = ["EXIT_INTERNAL_ERROR", "EXIT_USER_ERROR", "EXIT_VALIDATION_FAILED", "build_parser", "main", "parse_shape",
-           "cmd_app", "cmd_bench", "cmd_debug", "cmd_demo", "cmd_devices", "cmd_export", "cmd_import_results", "cmd_report",
+           "cmd_app", "cmd_bench", "cmd_debug", "cmd_demo", "cmd_devices", "cmd_export", "cmd_import_results", "cmd_optimize", "cmd_report",
            "cmd_routes", "cmd_serve_bench", "cmd_sweep", "cmd_train", "cmd_zoo"]
 
 
@@ -132,6 +133,10 @@ def _export_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentPar
     export.add_argument("--finetune-epochs", type=int, metavar="N",
                         help="fine-tuning epochs of pruning/QAT (0 = one-shot; default: the stage's)")
     export.add_argument("--calibration-samples", type=int, default=200, help="int8 calibration samples (default: 200)")
+    export.add_argument("--per-tensor", action="store_true", help="int8: one scale per tensor (default: per channel)")
+    export.add_argument("--keep-float", metavar="LAYER[,LAYER...]|auto:K",
+                        help="selective quantization: leave these layers in float (names from `pipeline debug`), or "
+                             "auto:K, the K layers that add the most noise in a plain quantized export")
     with_choices(export.add_argument("--task", help="how validation judges outputs (default: the card's, else auto)"),
                  TASKS)
     export.add_argument("--tolerance", action="append", metavar="NAME=VALUE", default=[],
@@ -208,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("--store", help="SQLite results store (default: WORKSPACE/results.sqlite)")
 
     _sweep_parser(sub, common)
+    add_optimize_parser(sub, common, _command)
     report = _command(sub, common, "report", "write the HTML + Markdown report from the results store",
                       cmd_report, "also print the report's entries as JSON")
     report.add_argument("--store", help="SQLite results store (default: WORKSPACE/results.sqlite)")

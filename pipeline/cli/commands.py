@@ -129,17 +129,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     options = {"calibration_samples": args.calibration_samples} if args.quantize == "int8" else {}
     if args.finetune_epochs is not None:
         options.update(_fine_tune_option(args))
+    options.update(_selective_options(args))
+    auto = options.pop("auto", None)
     quantization = quantization_config(args.quantize, **options)
     config = _exporter_config(exporter, args)
     tolerances = parse_tolerances(args.tolerance)  # a bad name fails before the model loads
     stages = [parse_prune(args.prune, fine_tune_epochs=args.finetune_epochs)] if args.prune else []
     out = Path(args.out) if args.out else (
         Path(args.workspace) / "artifacts" / f"{Path(args.model).stem}-{args.target}-{args.quantize}")
-    with framework_output(args):
+    with framework_output(args) as terminal:
         bundle = _load_bundle(args)
+        annotations = {}
+        if auto:
+            from dataclasses import replace
+
+            from pipeline.selective import resolve_auto
+
+            say = _lines(args, terminal)
+            say(f"--keep-float auto:{auto}: exporting plain {args.quantize} and ranking its layers first")
+            names, annotations["selective_quantization"] = resolve_auto(bundle, args.target, quantization, auto,
+                                                                        stages, scratch=Path(args.workspace))
+            say(f"keeping in float: {', '.join(names)}")
+            quantization = replace(quantization, keep_float=names)
         result = export_bundle(bundle, args.target, quantization, out, config=config, stages=stages,
                                run_validation=not args.no_validate, tolerances=tolerances,
-                               debug_layers=args.debug_layers)
+                               debug_layers=args.debug_layers, annotations=annotations)
     manifest = result.manifest
     if args.json:
         print(json.dumps(manifest, indent=2))
@@ -150,6 +164,32 @@ def cmd_export(args: argparse.Namespace) -> int:
               "The artifact was written with validation.passed = false.", file=sys.stderr)
         return EXIT_VALIDATION_FAILED
     return 0
+
+
+def _selective_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`--keep-float` (names, or 'auto': K to resolve once the model is loaded) and `--per-tensor`."""
+    import dataclasses
+
+    from quantize.techniques import QUANTIZATION_MODES
+
+    fields = {f.name for f in dataclasses.fields(QUANTIZATION_MODES.get(args.quantize))}
+    options: dict[str, Any] = {}
+    if args.per_tensor:
+        if "per_channel" not in fields:
+            raise ConfigError(f"--per-tensor applies to --quantize int8 (one scale per tensor instead of per "
+                              f"channel); --quantize {args.quantize} has no such choice.")
+        options["per_channel"] = False
+    if args.keep_float:
+        if "keep_float" not in fields:
+            able = [mode for mode, cls in QUANTIZATION_MODES.items()
+                    if "keep_float" in {f.name for f in dataclasses.fields(cls)}]
+            raise ConfigError(f"--keep-float applies to --quantize {', '.join(able)}; --quantize {args.quantize} "
+                              "has no layers to keep in float.")
+        from pipeline.selective import parse_keep_float
+
+        names, auto = parse_keep_float(args.keep_float)
+        options.update({"auto": auto} if auto else {"keep_float": names})
+    return options
 
 
 def _fine_tune_option(args: argparse.Namespace) -> dict[str, int]:
