@@ -40,6 +40,7 @@ class StoredTensor:
     size_bytes: int
     quantized: bool = False
     read_by: str = ""
+    reader_names: tuple[str, ...] = ()  # the reading ops' names (.tflite: output tensor names; ONNX: node names)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape), "size_bytes": self.size_bytes,
@@ -81,9 +82,12 @@ def read_tflite(path: Path) -> list[StoredTensor]:
     tensors, seen = [], set()
     for s in range(model.SubgraphsLength()):
         graph = model.Subgraphs(s)
+        ops = [graph.Operators(k) for k in range(graph.OperatorsLength())]
         readers = _uses((str(i), _tflite_op(codes[op.OpcodeIndex()], op_names))
-                        for op in (graph.Operators(k) for k in range(graph.OperatorsLength()))
-                        for i in op.InputsAsNumpy().tolist() if i >= 0)
+                        for op in ops for i in op.InputsAsNumpy().tolist() if i >= 0)
+        reader_names = _uses((str(i), ";".join(graph.Tensors(o).Name().decode() for o in op.OutputsAsNumpy().tolist()
+                                               if o >= 0))
+                             for op in ops for i in op.InputsAsNumpy().tolist() if i >= 0)
         for t in range(graph.TensorsLength()):
             tensor = graph.Tensors(t)
             buffer = model.Buffers(tensor.Buffer())
@@ -95,7 +99,8 @@ def read_tflite(path: Path) -> list[StoredTensor]:
             tensors.append(StoredTensor(tensor.Name().decode(), _TFLITE_TYPES.get(tensor.Type(), str(tensor.Type())),
                                         shape, int(buffer.DataLength() or buffer.Size()),
                                         quantized=bool(quant and quant.ScaleLength()),
-                                        read_by=", ".join(readers.get(str(t), []))))
+                                        read_by=", ".join(readers.get(str(t), [])),
+                                        reader_names=tuple(reader_names.get(str(t), []))))
     return tensors
 
 
@@ -136,9 +141,11 @@ def read_onnx(path: Path) -> list[StoredTensor]:
 
     graph = onnx.load(str(path), load_external_data=False).graph
     uses: dict[str, list[tuple[str, int]]] = {}
+    nodes: dict[str, list[str]] = {}
     for node in graph.node:
         for slot, name in enumerate(node.input):
             uses.setdefault(name, []).append((node.op_type, slot))
+            nodes.setdefault(name, []).append(node.name)
     constants = [*((t.name, t) for t in graph.initializer),
                  *((node.output[0], attr.t) for node in graph.node if node.op_type == "Constant"
                    for attr in node.attribute if attr.name == "value")]
@@ -152,7 +159,8 @@ def read_onnx(path: Path) -> list[StoredTensor]:
             continue
         tensors.append(StoredTensor(name, dtype, tuple(proto.dims), _nbytes(proto.dims, dtype),
                                     quantized=data_of_quant_op and dtype not in FLOAT_TYPES,
-                                    read_by=", ".join(dict.fromkeys(op for op, _ in read))))
+                                    read_by=", ".join(dict.fromkeys(op for op, _ in read)),
+                                    reader_names=tuple(nodes.get(name, []))))
     return tensors
 
 
@@ -244,14 +252,25 @@ READERS.register("executorch", read_pte)
 
 # --- the manifest record ---
 
-def summarize(tensors: list[StoredTensor], mode: str) -> dict[str, Any]:
+def _kept_layer(tensor: StoredTensor, keep_float: tuple[str, ...]) -> str:
+    """The `keep_float` name selecting an op that reads `tensor` ('' when none does)."""
+    from exporters.routes.layer_names import names_of
+
+    return next((name for reader in tensor.reader_names for name in keep_float if name in names_of(reader)), "")
+
+
+def summarize(tensors: list[StoredTensor], mode: str, keep_float: tuple[str, ...] = ()) -> dict[str, Any]:
     """The manifest's `quantization_coverage`: bytes per stored dtype, the share in the mode's type, the float
-    tensors left (largest first) and a `warning` when a quantized export keeps > 10% of its weight bytes float."""
+    tensors left (largest first) and a `warning` when a quantized export keeps > 10% of its weight bytes float.
+    Float weights read by the layers `keep_float` names were left float on request: each says so (`reason`), and
+    they count in `kept_float_bytes`, not towards the warning."""
     weights = [t for t in tensors if t.quantized or t.dtype in FLOAT_TYPES]
     target = MODE_TYPES.get(mode, EIGHT_BIT)
     total = sum(t.size_bytes for t in weights)
     in_target = sum(t.size_bytes for t in weights if t.dtype in target)
     left = sorted((t for t in weights if t.dtype in FLOAT_TYPES and t.dtype not in target), key=lambda t: -t.size_bytes)
+    kept = {t.name: _kept_layer(t, keep_float) for t in left} if target and keep_float else {}
+    kept_bytes = sum(t.size_bytes for t in left if kept.get(t.name))
     left_bytes = sum(t.size_bytes for t in left)
     by_dtype: dict[str, int] = {}
     for t in weights:
@@ -264,21 +283,28 @@ def summarize(tensors: list[StoredTensor], mode: str) -> dict[str, Any]:
         "float_tensor_count": len(left),
     }
     if target:
-        record["float_tensors"] = [t.to_json() for t in left[:LISTED]]
-        if total and left_bytes / total > FLOAT_SHARE_WARNING:
-            largest = ", ".join(f"{t.name} {list(t.shape)} {t.size_bytes:,} B" for t in left[:3])
+        record["float_tensors"] = [{**t.to_json(), **({"reason": f"keep_float: layer '{kept[t.name]}' left float on "
+                                                                 "request"} if kept.get(t.name) else {})}
+                                   for t in left[:LISTED]]
+        if keep_float:
+            record["kept_float_bytes"] = kept_bytes
+        unasked = [t for t in left if not kept.get(t.name)]
+        unasked_bytes = left_bytes - kept_bytes
+        if total and unasked_bytes / total > FLOAT_SHARE_WARNING:
+            largest = ", ".join(f"{t.name} {list(t.shape)} {t.size_bytes:,} B" for t in unasked[:3])
+            asked = f" besides the {kept_bytes:,} B keep_float asked for" if kept_bytes else ""
             record["warning"] = (
-                f"{mode} export keeps {left_bytes / total:.0%} of its weight bytes ({left_bytes:,} of {total:,} B) in "
-                f"float, in {len(left)} tensor(s); largest: {largest}. The file is that much bigger than a fully "
-                "quantized one, and those ops may run in float.")
+                f"{mode} export keeps {unasked_bytes / total:.0%} of its weight bytes ({unasked_bytes:,} of {total:,} B) "
+                f"in float{asked}, in {len(unasked)} tensor(s); largest: {largest}. The file is that much bigger than "
+                "a fully quantized one, and those ops may run in float.")
     return record
 
 
-def quantization_coverage(target: str, model_file: Path, mode: str) -> dict[str, Any]:
-    """Read `model_file` with the target's reader and summarize it for `mode`; {'unavailable': why} when the
-    artifact cannot be read (the export itself stands)."""
+def quantization_coverage(target: str, model_file: Path, mode: str, keep_float: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read `model_file` with the target's reader and summarize it for `mode` (`keep_float`: the layers left float on
+    request); {'unavailable': why} when the artifact cannot be read (the export itself stands)."""
     try:
         tensors = READERS.get(target)(model_file)
     except Exception as exc:  # a reader failing must not lose an exported, validated artifact
         return {"mode": mode, "unavailable": f"{type(exc).__name__}: {str(exc)[:300]}"}
-    return summarize(tensors, mode)
+    return summarize(tensors, mode, keep_float)

@@ -152,7 +152,8 @@ def export_bundle(
             target=target, bundle=bundle, output=output, out_dir=staging,
             validation=validation, export_seconds=export_seconds, signature=signature,
             delegation=flag_fallbacks(delegation, quantization).to_json() if delegation else {}, config=config,
-            coverage=quantization_coverage(target, staging / output.model_file, quantization.mode),
+            coverage=quantization_coverage(target, staging / output.model_file, quantization.mode,
+                                          getattr(quantization, "keep_float", ())),
         )
         if applied:
             manifest["stages"] = [{"name": a.config["stage"], "config": a.config, "effect": a.effect,

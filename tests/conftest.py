@@ -36,6 +36,16 @@ def model_paths(keras_model_path: Path, torch_model_path: Path) -> dict[str, Pat
 
 
 @pytest.fixture(scope="session")
+def outlier_paths(model_paths: dict[str, Path], models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The digits CNN with outlier channels (float unchanged, plain int8 over a 1-point budget), both frameworks."""
+    from pipeline.zoo.outliers import NAME, write_outlier_model
+
+    folder = tmp_path_factory.mktemp("outliers")
+    return {fw: write_outlier_model(fw, folder / f"{NAME}-{fw}.{suffix}", models_dir)
+            for fw, suffix in (("keras", "keras"), ("torch", "pt2"))}
+
+
+@pytest.fixture(scope="session")
 def digits_npz(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The digits test split as user-style .npz files, one per layout."""
     import numpy as np

@@ -4,7 +4,8 @@ Every handler converts the source (torch.onnx or tf2onnx) and then: float32 as c
 converter (float32 inputs and outputs kept); dynamic int8 through `onnxruntime.quantization.quantize_dynamic`
 (int8 weights, activations quantized at run time); static int8 through `quantize_static` (QDQ, per-channel
 int8 weights, activation ranges calibrated on the bundle's real samples, integer inputs such as token ids fed as
-their integers; activations uint8 on x86 and int8 on Arm, see `int8_types`). A handler returns the stages it applied.
+their integers; activations uint8 on x86 and int8 on Arm, see `int8_types`). Both int8 modes leave the nodes of
+`keep_float` layers out (`nodes_to_exclude`). A handler returns the stages it applied.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from exporters.base import AppliedStage
 from exporters.routes.calibration import calibration_feed, per_sample
+from exporters.routes.layer_names import kept_onnx_nodes
 from exporters.routes.tf_to_onnx import tf_model_proto
 from exporters.routes.torch_to_onnx import torch_model_proto
 from pipeline.core.bundle import ModelBundle
@@ -133,6 +135,21 @@ def prepared_source(bundle: ModelBundle, scratch: Path) -> Path:
     return prepared
 
 
+def excluded_nodes(source: Path, quantization: QuantizationConfig) -> tuple[list[str], list[str]]:
+    """(the node names of `source` that `quantization.keep_float` selects, the names to pass as `nodes_to_exclude`);
+    ConfigError for a name that selects no node. `quantize_dynamic` first splits each Gemm into '<name>_MatMul' and
+    '<name>_Add' and then matches names, so a kept Gemm is excluded under both names."""
+    import onnx
+
+    names = getattr(quantization, "keep_float", ())
+    if not names:
+        return [], []
+    graph = onnx.load(str(source), load_external_data=False).graph
+    kept = kept_onnx_nodes(graph, names)
+    gemms = {node.name for node in graph.node if node.op_type == "Gemm"}
+    return kept, [*kept, *(f"{name}_MatMul" for name in kept if name in gemms)]
+
+
 def _float(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig) -> tuple[AppliedStage, ...]:
     import onnx
 
@@ -155,9 +172,12 @@ def _dynamic_int8(bundle: ModelBundle, model_file: Path, quantization: DynamicIn
 
     with tempfile.TemporaryDirectory(prefix="onnx-") as scratch:
         source = prepared_source(bundle, Path(scratch))
+        kept, excluded = excluded_nodes(source, quantization)
         with _quantizer_errors("onnxruntime.quantization.quantize_dynamic"):
-            quantize_dynamic(source, model_file, weight_type=QuantType.QInt8, op_types_to_quantize=list(DYNAMIC_OPS))
-    effect = {"ops": op_counts(model_file), "op_types_quantized": list(DYNAMIC_OPS)}
+            quantize_dynamic(source, model_file, weight_type=QuantType.QInt8, op_types_to_quantize=list(DYNAMIC_OPS),
+                             nodes_to_exclude=excluded)
+    effect = {"ops": op_counts(model_file), "op_types_quantized": list(DYNAMIC_OPS),
+              **({"kept_float_nodes": kept} if kept else {})}
     return (AppliedStage("quantize", quantization.to_json(), "onnxruntime.quantization.quantize_dynamic (int8 weights)",
                          effect),)
 
@@ -170,20 +190,23 @@ def _int8(bundle: ModelBundle, model_file: Path, quantization: Int8StaticConfig)
     samples = per_sample(calibration_feed(bundle, quantization.calibration_samples))
     with tempfile.TemporaryDirectory(prefix="onnx-") as scratch:
         source = prepared_source(bundle, Path(scratch))
+        kept, excluded = excluded_nodes(source, quantization)
         with _quantizer_errors("onnxruntime.quantization.quantize_static"):
             quantize_static(source, model_file, FeedReader(samples), quant_format=QuantFormat.QDQ,
                             per_channel=quantization.per_channel, activation_type=quant_type[types.activations],
-                            weight_type=quant_type[types.weights], calibrate_method=CalibrationMethod.MinMax)
+                            weight_type=quant_type[types.weights], calibrate_method=CalibrationMethod.MinMax,
+                            nodes_to_exclude=excluded)
     granularity = "per-channel" if quantization.per_channel else "per-tensor"
     effect = {"ops": op_counts(model_file), "calibration_samples_used": len(samples), "format": "QDQ",
-              "activations": types.activations, "weights": f"{types.weights} {granularity}"}
+              "activations": types.activations, "weights": f"{types.weights} {granularity}",
+              **({"kept_float_nodes": kept} if kept else {})}
     return (AppliedStage("quantize", {**quantization.to_json(), "int8_types": asdict(types)},
                          f"onnxruntime.quantization.quantize_static (QDQ, MinMax, {types.scheme})", effect),)
 
 
 for _framework in FRAMEWORKS:
     for _mode, _handler in zip(MODES, (_float, _fp16, _dynamic_int8, _int8), strict=True):
-        register_handler(_mode, _framework, TARGET, _handler)
+        register_handler(_mode, _framework, TARGET, _handler, keep_float=_mode in ("dynamic-int8", "int8"))
     explain_refusal("qat-int8", _framework, TARGET, "QAT needs a training loop in the source framework, and ONNX "
                     "Runtime's quantizer is post-training; choose int8 (static, calibrated)")
     explain_refusal("weight-int8", _framework, TARGET, "ONNX Runtime has no weight-only int8 mode on CPU; choose "

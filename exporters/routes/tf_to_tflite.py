@@ -18,6 +18,7 @@ from exporters.routes.tflite_quantizer import quantize_float_model
 from pipeline.core.bundle import ModelBundle
 from pipeline.core.errors import ExportError, converter_errors, first_line, tensorflow_errors
 from quantize import (
+    DynamicInt8Config,
     Int8StaticConfig,
     QatInt8Config,
     QuantizationConfig,
@@ -119,8 +120,13 @@ def _fp16(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfi
     return _converter_stage(quantization)
 
 
-def _dynamic_int8(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig) -> tuple[AppliedStage, ...]:
+def _dynamic_int8(bundle: ModelBundle, model_file: Path, quantization: DynamicInt8Config) -> tuple[AppliedStage, ...]:
+    """TFLiteConverter's dynamic range quantization; with `keep_float`, ai-edge-quantizer's (it takes per-op
+    settings, the converter does not)."""
     import tensorflow as tf
+
+    if quantization.keep_float:
+        return quantize_float_model(lambda path: _write_converted(bundle, path), model_file, quantization)
 
     def configure(converter: Any) -> None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -130,16 +136,20 @@ def _dynamic_int8(bundle: ModelBundle, model_file: Path, quantization: Quantizat
 
 
 def _weight_int8(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig) -> tuple[AppliedStage, ...]:
-    """TFLiteConverter has no weight-only int8 mode: ai-edge-quantizer rewrites the float model."""
+    """TFLiteConverter has no weight-only int8 mode: ai-edge-quantizer rewrites the float model (`keep_float` ops
+    left float)."""
     return quantize_float_model(lambda path: _write_converted(bundle, path), model_file, quantization)
 
 
 def _int8(bundle: ModelBundle, model_file: Path, quantization: Int8StaticConfig) -> tuple[AppliedStage, ...]:
     """Full-integer compute calibrated on real samples; float inputs and outputs stay float32 (quantized inside
-    the model), integer and bool inputs keep their type."""
+    the model), integer and bool inputs keep their type. With `keep_float`, ai-edge-quantizer quantizes the float
+    model on the same samples, leaving those layers' ops float."""
     import tensorflow as tf
 
     samples = per_sample(calibration_feed(bundle, quantization.calibration_samples))
+    if quantization.keep_float:
+        return quantize_float_model(lambda path: _write_converted(bundle, path), model_file, quantization, samples)
 
     def configure(converter: Any) -> None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -171,9 +181,9 @@ def convert_tf_to_tflite(bundle: ModelBundle, model_file: Path, quantization: Qu
 for _framework in ("keras", "tensorflow"):
     register_handler("none", _framework, TARGET, _float)
     register_handler("fp16", _framework, TARGET, _fp16)
-    register_handler("dynamic-int8", _framework, TARGET, _dynamic_int8)
-    register_handler("weight-int8", _framework, TARGET, _weight_int8)
-    register_handler("int8", _framework, TARGET, _int8)
+    register_handler("dynamic-int8", _framework, TARGET, _dynamic_int8, keep_float=True)
+    register_handler("weight-int8", _framework, TARGET, _weight_int8, keep_float=True)
+    register_handler("int8", _framework, TARGET, _int8, keep_float=True)
 register_handler("qat-int8", "keras", TARGET, _qat_int8)
 explain_refusal("qat-int8", "tensorflow", TARGET, "QAT fine-tunes a Keras model, and a SavedModel is not one; "
                 "export the Keras model (.keras) instead, or choose int8")

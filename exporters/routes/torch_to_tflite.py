@@ -85,7 +85,8 @@ def _float(bundle: ModelBundle, model_file: Path, quantization: QuantizationConf
 
 
 def _post_conversion(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig) -> tuple[AppliedStage, ...]:
-    """fp16, dynamic-int8 and weight-int8: ai-edge-quantizer rewrites the float model."""
+    """fp16, dynamic-int8 and weight-int8: ai-edge-quantizer rewrites the float model (the ops of `keep_float`
+    layers, labelled from its tensor names, left float)."""
     args = _sample_args(bundle)
     return quantize_float_model(lambda path: _convert(bundle.model, args, path), model_file, quantization)
 
@@ -115,7 +116,8 @@ def convert_torch_to_tflite(bundle: ModelBundle, model_file: Path, quantization:
 
 
 register_handler("none", "torch", TARGET, _float)
-for _mode in ("fp16", "dynamic-int8", "weight-int8"):
-    register_handler(_mode, "torch", TARGET, _post_conversion)
+register_handler("fp16", "torch", TARGET, _post_conversion)
+for _mode in ("dynamic-int8", "weight-int8"):  # keep_float: the float model's ops are left out of the recipe
+    register_handler(_mode, "torch", TARGET, _post_conversion, keep_float=True)
 register_handler("int8", "torch", TARGET, _int8)
 register_handler("qat-int8", "torch", TARGET, _qat_int8)
