@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import ConfigError
-from pipeline.layer_errors import DEBUG_FILE
+from pipeline.layer_errors import DEBUG_FILE, REPRESENTATION_OPS
 
 AUTO = "auto:"
 
@@ -39,7 +39,8 @@ def worst_layers(ranking: dict[str, Any], count: int) -> tuple[str, ...]:
     """The layers to keep in float for the `count` layers adding the most noise (largest share, then lowest SQNR):
     each of those, then the layers its output must cross in float to reach the next weighted layer (`keep_with`:
     kept alone, its output would be quantized again on the way)."""
-    layers = sorted(ranking.get("layers", []), key=lambda layer: (-layer.get("share", 0.0), layer["sqnr_db"]))
+    layers = sorted((layer for layer in ranking.get("layers", []) if layer.get("op") not in REPRESENTATION_OPS),
+                    key=lambda layer: (-layer.get("share", 0.0), layer["sqnr_db"]))  # (de)quantize: no float twin
     culprits = list(dict.fromkeys(layer["layer"] for layer in layers))[:count]
     carried = {layer["layer"]: layer.get("keep_with", []) for layer in layers}
     return tuple(dict.fromkeys(name for culprit in culprits for name in (culprit, *carried[culprit])))

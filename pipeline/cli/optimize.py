@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     with framework_output(args) as terminal:
         executor = make_executor(args.executor, args.address, workers=args.workers)
         try:
-            out = _lines(args, terminal)
+            out = _lines(args, sys.stderr if args.json else terminal)  # stdout holds only the JSON
             result = optimize(request, workspace, store_path(args), executor, out=out,
                               cell_out=out if args.verbosity == "verbose" else None)
         finally:

@@ -4,7 +4,7 @@ or cut the search from the verdicts so far."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipeline.sweep.plan import content_key
@@ -116,7 +116,7 @@ class Rules:
 
     def _skip(self, candidate: Candidate, reason: str, seen: dict[str, Verdict]) -> None:
         if candidate.key not in seen and all(c.key != candidate.key for c, _ in self.skipped):
-            self.skipped.append((candidate, reason))
+            self.skipped.append((replace(candidate, why=""), reason))
 
     def _after_int8(self, target: str, int8: Verdict, mine: dict[str, Verdict],
                     worst_layers: Callable[[Verdict, int], tuple[str, ...]]) -> None:

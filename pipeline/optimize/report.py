@@ -22,7 +22,7 @@ def _short(text: str) -> str:
 
 def _row(candidate: dict[str, Any], front: set[str], pick: str | None) -> list[str]:
     size = f"{candidate['size_bytes'] / 1e6:.3f}" if candidate.get("size_bytes") is not None else "-"
-    p50 = f"{candidate['p50_ms']:.2f}" if candidate.get("p50_ms") is not None else "-"
+    p50 = f"{candidate['p50_ms']:.3g}" if candidate.get("p50_ms") is not None else "-"
     drop = f"{candidate['drop_points']:.2f}" if candidate.get("drop_points") is not None else "-"
     marks = ("PICK " if candidate["key"] == pick else "") + ("front " if candidate["key"] in front else "")
     verdict = "within budget" if candidate["within_budget"] else _short(candidate["reason"] or candidate["status"])
@@ -42,7 +42,7 @@ def headline(result: dict[str, Any]) -> str:
     if pick is None:
         return (f"No candidate holds the {budget} on {request['device']} (objective {request['objective']}); "
                 "the float export is the answer, or loosen the budget.")
-    value = (f"{pick['size_bytes'] / 1e6:.3f} MB" if request["objective"] == "size" else f"p50 {pick['p50_ms']:.2f} ms")
+    value = (f"{pick['size_bytes'] / 1e6:.3f} MB" if request["objective"] == "size" else f"p50 {pick['p50_ms']:.3g} ms")
     return (f"pick: {pick['label']} ({value}, loses {pick['drop_points']:.2f} pts; {budget}, objective "
             f"{request['objective']}, device {request['device']}): {pick['artifact_dir']}/manifest.json")
 

@@ -65,6 +65,8 @@ def state_path(workspace: Path, request: OptimizeRequest) -> Path:
 class Search:
     """One optimize run: its verdicts, the sweep it runs rounds through, and the state file it keeps."""
 
+    measure_all = False  # latency: measure every candidate that exported, not only those within budget
+
     def __init__(self, request: OptimizeRequest, workspace: Path, store: Path, executor: Any,
                  out: Callable[[str], None] = print, cell_out: Callable[[str], None] | None = None) -> None:
         self.request, self.workspace, self.store, self.executor = request, workspace, store, executor
@@ -89,7 +91,7 @@ class Search:
                 break
             self.out(f"round {number}: {len(candidates)} candidate(s): "
                      + ", ".join(c.label() for c in candidates))
-            self._round(number, candidates)
+            self.evaluate(number, candidates)
             candidates = []
             for target, rule in rules.items():
                 rule.next, rule.skipped = [], []
@@ -100,7 +102,8 @@ class Search:
             self._save(done=not candidates)
         return self.result()
 
-    def _round(self, number: int, candidates: list[Candidate]) -> None:
+    def evaluate(self, number: int, candidates: list[Candidate]) -> None:
+        """Export `candidates` (round `number`), judge them, and measure those within budget for latency."""
         from pipeline.sweep.runner import run_sweep
 
         started = time.perf_counter()
@@ -108,7 +111,8 @@ class Search:
                             out=self.cell_out)
         for candidate in candidates:
             self.verdicts[candidate.key] = self._verdict(candidate, number)
-        within = [c for c in candidates if self.verdicts[c.key].within_budget]
+        within = [c for c in candidates if self.verdicts[c.key].within_budget or
+                  (self.measure_all and self.verdicts[c.key].artifact_dir)]
         if self.request.objective == "latency" and within:
             run_sweep(self._recipe(within, measure=True), self.workspace, self.store, self.executor,
                       out=self.cell_out)
@@ -237,7 +241,7 @@ def prunable_refusal(framework: str) -> str:
 def describe(verdict: Verdict, request: OptimizeRequest) -> str:
     """One line per verdict: the candidate, its size, speed and loss, and whether it holds the budget."""
     size = f"{verdict.size_bytes / 1e6:.3f} MB" if verdict.size_bytes is not None else "-"
-    speed = f", p50 {verdict.p50_ms:.2f} ms" if verdict.p50_ms is not None else ""
+    speed = f", p50 {verdict.p50_ms:.3g} ms" if verdict.p50_ms is not None else ""
     drop = f", loses {verdict.drop_points:.2f} pts" if verdict.drop_points is not None else ""
     state = "within budget" if verdict.within_budget else (verdict.reason or verdict.status)
     return f"{verdict.candidate.label()}: {size}{speed}{drop}: {state}"

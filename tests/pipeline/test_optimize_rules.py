@@ -100,3 +100,18 @@ def test_quality_drop_reads_each_task_in_points() -> None:
     assert quality_drop(manifest({"cosine_mean": 0.999}, {"relative_l2": 0.04}))[0] == pytest.approx(4.0)  # worst
     assert quality_drop(manifest({}))[0] == math.inf
     assert quality_drop({"validation": {"passed": None, "skipped": True}}) == (math.inf, "not validated")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["digits-cnn", "--targets", "webgpu"], "Unknown target 'webgpu'"),
+    (["digits-cnn", "--framework", "keras", "--targets", "executorch,tflite", "--max-accuracy-drop", "101"],
+     "between 0 and 100 points"),
+    (["no-such-model"], "neither a zoo model"),
+    (["missing.keras"], "does not exist"),
+])
+def test_bad_optimize_requests_exit_2_naming_the_value(args: list[str], message: str, tmp_path, capsys) -> None:
+    from pipeline.cli import main
+
+    assert main(["--workspace", str(tmp_path), "optimize", *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "optimize").exists()
