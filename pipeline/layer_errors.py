@@ -24,6 +24,7 @@ from device_runtime.device_scripts.edge_bench import (
     tflite_signature,
     tflite_tensor,
 )
+from exporters.routes.layer_names import layer_label
 from pipeline.core.errors import ArtifactError, RuntimeUnavailableError
 
 DEBUG_FILE = "debug.json"
@@ -131,13 +132,7 @@ def stripped_name(name: str) -> str:
     return ";".join(dict.fromkeys(parts))
 
 
-def short_name(name: str) -> str:
-    """A readable layer label from a TFLite tensor name ('digits_cnn/conv2d_1/Relu;...' -> 'conv2d_1')."""
-    labels = []
-    for part in (p for p in name.split(";") if p and not p.isdigit()):
-        segments = part.split("/")
-        labels.append((segments[-2] if len(segments) >= 3 else segments[-1]).rsplit(".", 1)[-1])
-    return "+".join(dict.fromkeys(labels))[:80] or name[:80]
+short_name = layer_label  # the label `--keep-float` selects layers by: one definition, the exporters'
 
 
 def match_tensors(quantized: Graph, reference: Graph) -> list[tuple[GraphTensor, GraphTensor, str]]:

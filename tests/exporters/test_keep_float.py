@@ -144,16 +144,6 @@ def test_onnx_labels_select_nodes_and_long_lists_are_cut():
         kept_onnx_nodes(graph, ["dense_2"])
 
 
-def test_labels_are_the_debugger_s():
-    from pipeline.layer_errors import short_name
-
-    for name in ("digits_cnn/conv2d_1/Relu;digits_cnn/conv2d_1/BiasAdd;1",
-                 "torch.nn.modules.container.Sequential/torch.nn.modules.activation.ReLU_1;;"
-                 "torch.nn.modules.container.Sequential/torch.nn.modules.conv.Conv2d_0;1",
-                 "PartitionedCall:0", "a/" * 60 + "x"):
-        assert layer_label(name) == short_name(name)
-
-
 def test_a_route_without_a_selective_handler_refuses():
     selective = set(ROUTE_HANDLERS.keep_float_routes())
     routes = [(m, f, t) for m in ("int8", "dynamic-int8", "weight-int8")
