@@ -19,6 +19,7 @@ PAGES = [
     st.Page("views/detail.py", title="Artifact detail", icon=":material/description:", url_path="detail"),
     st.Page("views/try_it.py", title="Try it", icon=":material/draw:", url_path="try"),
     st.Page("views/run.py", title="Run", icon=":material/play_circle:", url_path="run"),
+    st.Page("views/optimize.py", title="Optimize", icon=":material/tune:", url_path="optimize"),
 ]
 page = st.navigation(PAGES)
 st.sidebar.caption(f"Workspace: `{workspace().root}`")

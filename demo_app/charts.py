@@ -132,3 +132,29 @@ def layer_error_chart(layers: list[dict]) -> alt.Chart:
                  alt.Tooltip("share:Q", format=".0%", title="est. share of final error"),
                  alt.Tooltip("match:N", title="matched by"), alt.Tooltip("tensor:N")],
     ).properties(height=max(120, 22 * len(frame)))
+
+
+VERDICTS = alt.Scale(domain=["within budget", "over budget"], range=["#1a7f37", "#9a9a9a"])
+
+
+def optimize_front_chart(points: pd.DataFrame, x_title: str, budget: float) -> alt.LayerChart:
+    """An optimize search (demo_app.optimize_data.front_points): objective (log x) vs points lost, coloured within /
+    over budget; the Pareto front joined, the budget a dashed red rule, the pick ringed and named."""
+    x = alt.X("x:Q", scale=alt.Scale(type="log", padding=30), title=x_title)
+    y = alt.Y("drop_points:Q", scale=alt.Scale(zero=False, padding=30), title="points lost")
+    tooltip = ["candidate:N", "round:Q", alt.Tooltip("size_mb:Q", format=".4f", title="size MB"),
+               alt.Tooltip("p50_ms:Q", format=".4g", title="p50 ms"),
+               alt.Tooltip("drop_points:Q", format=".2f", title="points lost"), "verdict:N", "front:N"]
+    base = alt.Chart(points)
+    front = base.transform_filter("datum.front").mark_line(color="#555", strokeDash=[4, 3]).encode(
+        x=x, y=y, order="front_order:Q")
+    dots = base.mark_point(filled=True, size=90, opacity=0.8).encode(
+        x=x, y=y, color=alt.Color("verdict:N", scale=VERDICTS, title="verdict"),
+        shape=alt.Shape("target:N", title="target"), tooltip=tooltip)
+    pick = base.transform_filter("datum.pick")
+    ring = pick.mark_point(size=420, strokeWidth=2.5, color="#d4a017").encode(x=x, y=y, tooltip=tooltip)
+    name = pick.mark_text(align="left", dx=14, dy=-10, fontWeight="bold").encode(
+        x=x, y=y, text=alt.Text("candidate:N"))
+    rule = alt.Chart(pd.DataFrame({"budget": [budget]})).mark_rule(color="#c33", strokeDash=[6, 4]).encode(
+        y=alt.Y("budget:Q", title="points lost"), tooltip=[alt.Tooltip("budget:Q", title="budget (points)")])
+    return (rule + front + dots + ring + name).properties(height=380)

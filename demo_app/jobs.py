@@ -44,6 +44,16 @@ def sweep_command(workspace: Workspace) -> list[str]:
     return pipeline_command("sweep", "--workspace", str(workspace.root), "--store", str(workspace.store))
 
 
+def optimize_command(workspace: Workspace, model: str, device: str, max_drop_points: float, objective: str,
+                     targets: Sequence[str] = (), framework: str | None = None) -> list[str]:
+    """`pipeline optimize`: `model` a zoo name (with `framework`) or a model file; no targets: every route."""
+    command = pipeline_command("optimize", model, *(["--framework", framework] if framework else []),
+                               "--device", device, "--max-accuracy-drop", str(float(max_drop_points)),
+                               "--objective", objective, "--workspace", str(workspace.root),
+                               "--store", str(workspace.store))
+    return command + (["--targets", ",".join(targets)] if targets else [])
+
+
 @dataclass
 class Job:
     """Steps run one after another in a daemon thread; stops at the first failing step."""

@@ -17,19 +17,22 @@ from quantize import quantization_config
 
 
 def debug_artifact(artifact_dir: Path, samples: int = DEBUG_SAMPLES) -> dict[str, Any]:
-    """Export the manifest's source to fp32 .tflite, run both on the artifact's eval.npz and rank the layers;
-    the ranking is written to ARTIFACT_DIR/debug.json and returned.
+    """Rank the artifact's layers against its float source on its eval.npz (a .tflite against an fp32 .tflite export
+    of the manifest's source; a PyTorch int8 / dynamic-int8 .pte per module, its program rebuilt on portable
+    kernels: see pipeline.layer_errors_executorch); the ranking is written to ARTIFACT_DIR/debug.json and returned.
 
-    Raises ConfigError for a float artifact or samples < 1, UnsupportedRouteError for a target other than
-    tflite, ArtifactError when eval.npz is missing, IntakeError when the source model cannot be opened.
+    Raises ConfigError for a float artifact or samples < 1, UnsupportedRouteError for an artifact no ranking
+    covers (see pipeline.export.ranking_refusal), ArtifactError when eval.npz is missing, IntakeError when the
+    source model cannot be opened.
     """
     from pipeline.intake import load_model
 
     if samples < 1:
         raise ConfigError(f"--samples must be >= 1, got {samples}.")
     manifest = read_manifest(artifact_dir)
-    mode = next((s["config"]["mode"] for s in manifest.get("stages", []) if s.get("name") == "quantize"), "none")
-    why = ranking_refusal(manifest["target"], mode)
+    stage = next((s["config"] for s in manifest.get("stages", []) if s.get("name") == "quantize"), {"mode": "none"})
+    mode, target = stage["mode"], manifest["target"]
+    why = ranking_refusal(target, mode, manifest["source"].get("framework", ""))
     if mode == "none":
         raise ConfigError(f"{artifact_dir}: {why}. Debug a quantized export (--quantize int8, "
                           "fp16, dynamic-int8, ...).")
@@ -44,14 +47,16 @@ def debug_artifact(artifact_dir: Path, samples: int = DEBUG_SAMPLES) -> dict[str
     feed, _ = read_feed(data, order)
     specs = tuple(TensorSpec.from_json(spec) for spec in manifest.get("input_signature") or [])
     bundle = load_model(manifest["source"]["path"], input_specs=specs or None)
-    result = rank_layers(bundle, "tflite", artifact_dir / manifest["model_file"], quantization_config(mode), feed,
-                         samples)
-    notes = []
+    options = {key: value for key, value in stage.items() if key != "mode"}  # keep_float, calibration samples, ...
+    result = rank_layers(bundle, target, artifact_dir / manifest["model_file"], quantization_config(mode, **options),
+                         feed, samples)
+    notes = list(result.get("notes", []))
     if bundle.source.sha256 != manifest["source"].get("sha256"):
         notes.append("the source file changed since the export; the reference is today's file")
     if any(s.get("name") != "quantize" for s in manifest.get("stages", [])):
         notes.append("the reference is the source without the export's other stages (pruning, ...), so their error "
-                     "counts in the ranking too")
+                     "counts in the ranking too" if target != "executorch" else "the program is rebuilt from the "
+                     "source without the export's other stages (pruning, ...): the ranking covers quantization only")
     result = {**result, "artifact": str(artifact_dir), "quantize": mode, **({"notes": notes} if notes else {})}
     write_json_atomic(artifact_dir / DEBUG_FILE, result)
     return result

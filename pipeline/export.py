@@ -170,40 +170,72 @@ def export_bundle(
     return ExportResult(out_dir=out_dir, manifest=manifest)
 
 
-LAYER_RANKING_TARGETS = ("tflite",)
+LAYER_RANKING_TARGETS = ("tflite", "executorch")
 NO_LAYER_RANKING = {
-    "executorch": "with XNNPACK every layer runs inside one delegate call, whose ETDump keeps per-op timings and "
-                  "only the call's inputs and outputs; a portable-kernel .pte's ETDump does keep every op's output, "
-                  "but matching those to a float program is not implemented",
+    "executorch": "its ranking rebuilds the PT2E program of a PyTorch int8 or dynamic-int8 export and reads every op's "
+                  "output from a portable-kernel run's ETDump (with XNNPACK every layer runs inside one delegate "
+                  "call, whose ETDump keeps only the call's inputs and outputs)",
 }
+LAYER_RANKING_MODES = {"executorch": ("int8", "dynamic-int8")}  # targets that rank only some modes
+LAYER_RANKING_FRAMEWORKS = {"executorch": ("torch",)}  # ... or only some source frameworks
 
 
-def ranking_refusal(target: str, mode: str) -> str:
-    """Why an artifact of `target` quantized in `mode` gets no per-layer ranking ('' when it can)."""
+def ranking_refusal(target: str, mode: str, framework: str = "") -> str:
+    """Why an artifact of `target` quantized in `mode` (from a `framework` model, where given) gets no per-layer
+    ranking ('' when it can)."""
     if mode == "none":
         return "a float artifact has no quantization error to rank"
     if target not in LAYER_RANKING_TARGETS:
         why = NO_LAYER_RANKING.get(target, "its runtime does not hand out intermediate tensors here")
         return f"per-layer ranking covers {', '.join(LAYER_RANKING_TARGETS)} artifacts only; {target}: {why}"
+    modes, frameworks = LAYER_RANKING_MODES.get(target), LAYER_RANKING_FRAMEWORKS.get(target)
+    if modes is not None and mode not in modes:
+        return f"per-layer ranking of {target} artifacts covers {', '.join(modes)}, not {mode}: {NO_LAYER_RANKING[target]}"
+    if framework and frameworks is not None and framework not in frameworks:
+        return (f"per-layer ranking of {target} artifacts follows {', '.join(frameworks)} modules, and a {framework} "
+                f"model reaches {target} through a bridge whose program has none of its layer names")
     return ""
 
 
 def rank_layers(bundle: ModelBundle, target: str, model_file: Path, quantization: QuantizationConfig,
                 feed: Mapping[str, Any] | None = None, samples: int = DEBUG_SAMPLES) -> dict[str, Any]:
-    """Per-layer error of the quantized `model_file` against an fp32 .tflite export of `bundle`, on `feed`
-    (default: the bundle's evaluation inputs); {'skipped': True, 'reason': ...} where it cannot be ranked."""
+    """Per-layer error of the quantized `model_file` against a float reference, on `feed` (default: the bundle's
+    evaluation inputs): an fp32 .tflite export of `bundle` for .tflite; for .pte, the export's PT2E program rebuilt
+    from `bundle` and `quantization` and run on portable kernels against `bundle`'s float program (see
+    pipeline.layer_errors_executorch). {'skipped': True, 'reason': ...} where it cannot be ranked."""
     import tempfile
 
     from quantize import quantization_config
 
-    why = ranking_refusal(target, quantization.mode) or (
+    why = ranking_refusal(target, quantization.mode, bundle.framework) or (
         "the model has no evaluation data to run" if feed is None and bundle.eval_data is None else "")
     if why:
         return {"skipped": True, "reason": why}
     feed = feed if feed is not None else bundle.eval_data.take(samples).inputs
+    if target == "executorch":
+        return _rank_executorch(bundle, quantization, feed, samples)
     with tempfile.TemporaryDirectory(prefix="float-reference-") as tmp:
         reference = export_bundle(bundle, "tflite", quantization_config("none"), Path(tmp) / "reference",
                                   run_validation=False)
         result = compare_tflite(model_file, reference.out_dir / reference.manifest["model_file"], feed, samples)
     return {**result, "reference": {"target": "tflite", "quantize": "none", "route": reference.manifest["route"],
                                     "source": bundle.source.path}}
+
+
+def _rank_executorch(bundle: ModelBundle, quantization: QuantizationConfig, feed: Mapping[str, Any],
+                     samples: int) -> dict[str, Any]:
+    """compare_executorch on `feed`; calibrated on the evaluation samples where the bundle has no calibration data
+    (a note says so: the export's own calibration samples are then not known)."""
+    from pipeline.core.datasets.base import Dataset
+    from pipeline.layer_errors_executorch import compare_executorch
+
+    notes = []
+    if getattr(quantization, "needs_calibration", False) and bundle.calibration_data is None:
+        layout = bundle.inputs[0].layout if bundle.inputs else "NCHW"
+        bundle = bundle.with_data(calibration_data=Dataset("evaluation samples", dict(feed), None, layout))
+        notes.append("the source has no calibration data, so the program was rebuilt calibrated on the evaluation "
+                     "samples; its ranges can differ from the export's")
+    result = compare_executorch(bundle, quantization, feed, samples)
+    return {**result, **({"notes": notes} if notes else {}),
+            "reference": {"target": "torch", "quantize": "none", "route": "torch.export (float program, PyTorch)",
+                          "source": bundle.source.path}}

@@ -194,10 +194,11 @@ class ErrorSums:
     """Running sums over samples for one tensor pair: noise and signal energy, overall and per channel (the last
     axis), and the largest absolute error."""
 
-    def __init__(self) -> None:
+    def __init__(self, channels_first: bool = False) -> None:
         self.noise = self.signal = self.max_abs = 0.0
         self.channel_noise: np.ndarray | None = None
         self.channel_signal: np.ndarray | None = None
+        self.channels_first = channels_first  # NCHW (PyTorch) images: channels on axis 1, else the last axis
 
     def add(self, ours: np.ndarray, reference: np.ndarray) -> None:
         diff = ours - reference
@@ -205,7 +206,8 @@ class ErrorSums:
         self.signal += float(np.sum(reference * reference))
         self.max_abs = max(self.max_abs, float(np.max(np.abs(diff), initial=0.0)))
         if reference.ndim >= 2:
-            axes = tuple(range(reference.ndim - 1))
+            channel = 1 if self.channels_first and reference.ndim == 4 else reference.ndim - 1
+            axes = tuple(axis for axis in range(reference.ndim) if axis != channel)
             noise, signal = np.sum(diff * diff, axis=axes), np.sum(reference * reference, axis=axes)
             self.channel_noise = noise if self.channel_noise is None else self.channel_noise + noise
             self.channel_signal = signal if self.channel_signal is None else self.channel_signal + signal

@@ -11,7 +11,7 @@ from typing import Any
 from exporters.base import AppliedStage
 from exporters.routes.calibration import calibration_feed, example_feed, per_sample, torch_args
 from pipeline.core.bundle import ModelBundle
-from pipeline.core.errors import ExportError, converter_errors, first_line
+from pipeline.core.errors import ExportError, UnsupportedRouteError, converter_errors, first_line
 from pipeline.core.records import DelegationReport
 from quantize import Int8StaticConfig, QatInt8Config, QuantizationConfig, handler_for, register_handler
 
@@ -40,21 +40,30 @@ def export_program(module: Any, args: tuple[Any, ...]) -> Any:
         return torch.export.export(module, args)
 
 
-def _pt2e(bundle: ModelBundle, args: tuple[Any, ...], dynamic: bool, per_channel: bool = True,
-          calibration: int = 0) -> tuple[Any, dict[str, Any]]:
-    """XNNPACKQuantizer PT2E: static int8 calibrated on `calibration` real samples, or dynamic int8 (linear layers).
+def pt2e_quantize(bundle: ModelBundle, args: tuple[Any, ...], dynamic: bool, per_channel: bool = True,
+                  calibration: int = 0, keep_float: tuple[str, ...] = ()) -> tuple[Any, dict[str, Any]]:
+    """XNNPACKQuantizer PT2E: static int8 calibrated on `calibration` real samples, or dynamic int8 (linear layers);
+    the `keep_float` modules stay float (ConfigError naming the closest modules for a name that is none).
 
     Embedding tables are stored as 8-bit rows in both modes (XNNPACK does not quantize lookups; without this a
-    text encoder's vocabulary table stays float and dominates the file). Returns the module and what it quantized.
+    text encoder's vocabulary table stays float and dominates the file). Returns the converted (q/dq) module and
+    what it quantized or kept float.
     """
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from quantize.pt2e import embedding_count, with_embedding_tables, xnnpack_int8_quantizer
+    from quantize.pt2e import (
+        check_keep_float,
+        embedding_count,
+        kept_float_effect,
+        with_embedding_tables,
+        xnnpack_int8_quantizer,
+    )
 
     samples = per_sample(calibration_feed(bundle, calibration)) if calibration else ()
-    quantizer = xnnpack_int8_quantizer(per_channel=per_channel, dynamic=dynamic)
+    quantizer = xnnpack_int8_quantizer(per_channel=per_channel, dynamic=dynamic, keep_float=keep_float)
     program = export_program(bundle.model, args).module()
+    kept = check_keep_float(program, bundle.model, keep_float)
     embeddings = embedding_count(program)
     prepared = prepare_pt2e(program, with_embedding_tables(quantizer) if embeddings else quantizer)
     with torch.no_grad():
@@ -62,7 +71,7 @@ def _pt2e(bundle: ModelBundle, args: tuple[Any, ...], dynamic: bool, per_channel
         for sample in samples:  # real ids for integer inputs: an embedding's output range depends on them
             prepared(*torch_args(sample))
     quantized = {"embedding_tables": f"{embeddings} as uint8 rows (quantized_decomposed::embedding_byte)"} if embeddings else {}
-    return convert_pt2e(prepared), quantized
+    return convert_pt2e(prepared), {**quantized, **kept_float_effect(kept)}
 
 
 def lower(module: Any, args: tuple[Any, ...], model_file: Path, delegate: str,
@@ -95,25 +104,46 @@ def _float(bundle: ModelBundle, model_file: Path, quantization: QuantizationConf
 
 def _dynamic_int8(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig, delegate: str) -> Lowered:
     args = example_args(bundle)
-    module, quantized = _pt2e(bundle, args, dynamic=True)
+    module, quantized = pt2e_quantize(bundle, args, dynamic=True, keep_float=quantization.keep_float)
     stage = AppliedStage("quantize", quantization.to_json(), PT2E_TOOL, quantized)
-    return lower(module, args, model_file, delegate, (stage,), quantized_lookups=bool(quantized))
+    return lower(module, args, model_file, delegate, (stage,), quantized_lookups="embedding_tables" in quantized)
 
 
 def _int8(bundle: ModelBundle, model_file: Path, quantization: Int8StaticConfig, delegate: str) -> Lowered:
     args = example_args(bundle)
-    module, quantized = _pt2e(bundle, args, dynamic=False, per_channel=quantization.per_channel,
-                              calibration=quantization.calibration_samples)
+    module, quantized = pt2e_quantize(bundle, args, dynamic=False, per_channel=quantization.per_channel,
+                                      calibration=quantization.calibration_samples, keep_float=quantization.keep_float)
     stage = AppliedStage("quantize", quantization.to_json(), PT2E_TOOL, quantized)
-    return lower(module, args, model_file, delegate, (stage,), quantized_lookups=bool(quantized))
+    return lower(module, args, model_file, delegate, (stage,), quantized_lookups="embedding_tables" in quantized)
 
 
 def _qat_int8(bundle: ModelBundle, model_file: Path, quantization: QatInt8Config, delegate: str) -> Lowered:
     from quantize.qat.torch_qat import qat_torch, xnnpack_qat_quantizer
 
     args = example_args(bundle)
-    module, effect = qat_torch(bundle, quantization, xnnpack_qat_quantizer())
+    module, effect = qat_torch(bundle, quantization, xnnpack_qat_quantizer(quantization.keep_float))
     return lower(module, args, model_file, delegate, (AppliedStage("quantize", quantization.to_json(), effect["tool"], effect),))
+
+
+POST_TRAINING_MODES = ("int8", "dynamic-int8")
+
+
+def quantized_program(bundle: ModelBundle, quantization: QuantizationConfig) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    """The PT2E-converted (q/dq) module an int8 or dynamic-int8 export lowers, its batch-1 example and the
+    quantize effect, rebuilt from `bundle` (per-layer debugging lowers it to portable kernels).
+
+    Raises UnsupportedRouteError for any other mode (QAT would have to fine-tune again).
+    """
+    if quantization.mode not in POST_TRAINING_MODES:
+        raise UnsupportedRouteError(
+            f"Rebuilding the quantized program covers {', '.join(POST_TRAINING_MODES)}, not {quantization.mode} "
+            "(QAT would fine-tune again and land elsewhere); export with --quantize int8 to rank its layers.")
+    args = example_args(bundle)
+    static = isinstance(quantization, Int8StaticConfig)
+    module, effect = pt2e_quantize(
+        bundle, args, dynamic=not static, per_channel=quantization.per_channel if static else True,
+        calibration=quantization.calibration_samples if static else 0, keep_float=quantization.keep_float)
+    return module, args, effect
 
 
 def convert_torch_to_executorch(bundle: ModelBundle, model_file: Path, quantization: QuantizationConfig, delegate: str) -> Lowered:
@@ -137,6 +167,6 @@ def delegation_report(graph_module: Any, delegate: str) -> DelegationReport:
 
 
 register_handler("none", "torch", TARGET, _float)
-register_handler("dynamic-int8", "torch", TARGET, _dynamic_int8)
-register_handler("int8", "torch", TARGET, _int8)
-register_handler("qat-int8", "torch", TARGET, _qat_int8)
+register_handler("dynamic-int8", "torch", TARGET, _dynamic_int8, keep_float=True)
+register_handler("int8", "torch", TARGET, _int8, keep_float=True)
+register_handler("qat-int8", "torch", TARGET, _qat_int8, keep_float=True)

@@ -93,6 +93,23 @@ def _check_data(bundle: ModelBundle, quantization: Any, stages: list[Any], valid
                         "fine-tune towards the model's own outputs), or prune one-shot with fine_tune_epochs=0.")
 
 
+def _auto_keep_float(options: dict[str, Any]) -> int | None:
+    """K of keep_float='auto:K' (taken out of `options`, resolved once the model is loaded), else None; a name
+    list stays in `options` as the config's keep_float."""
+    value = options.get("keep_float")
+    if isinstance(value, str):
+        from pipeline.selective import parse_keep_float
+
+        names, auto = parse_keep_float(value)
+        if auto:
+            del options["keep_float"]
+            return auto
+        options["keep_float"] = names
+    elif isinstance(value, list):
+        options["keep_float"] = tuple(value)
+    return None
+
+
 def _name_of(model: Any, name: str | None) -> str:
     """The artifact directory's stem: `name`, a reference's file stem or factory, or the in-memory model's name."""
     from pipeline.intake.memory import model_name
@@ -146,7 +163,8 @@ def export(
     Keras). A model trained with `pipeline train` brings its own data. A model with several inputs takes
     `example_inputs` as a tuple (positional) or dict (named) of batches. `task` ('classification',
     'embedding', 'regression'; default: the card's, else 'auto') decides how validation judges the outputs;
-    `tolerance` overrides any of the mode's validation tolerances by name (e.g. {'min_cosine_mean': 0.98}). `options`: fields of the mode's config (e.g. calibration_samples) or the target's
+    `tolerance` overrides any of the mode's validation tolerances by name (e.g. {'min_cosine_mean': 0.98}). `options`: fields of the mode's config (e.g. calibration_samples, per_channel,
+    keep_float=('conv2d_1',) or keep_float='auto:2': layers left in float, see `pipeline debug`) or the target's
     (delegate for executorch, shard_size_bytes for tfjs). `name` labels an in-memory model in the manifest
     and the results (default: a Keras model's name, else its class name). `out` defaults to a fresh
     directory `WORKSPACE/artifacts/NAME-TARGET-MODE` (`-2`, `-3`, ... when taken).
@@ -162,7 +180,11 @@ def export(
     from pipeline.validation import check_task, parse_tolerances
 
     exporter = EXPORTERS.get(target)  # a bad name fails before any model is loaded
+    auto = _auto_keep_float(options)
     quantization, config = _configs(exporter, quantize, options)
+    if auto and not hasattr(quantization, "keep_float"):
+        raise ConfigError(f"keep_float applies to int8, dynamic-int8, weight-int8 and qat-int8; quantize="
+                          f"'{quantization.mode}' has no layers to keep in float.")
     stages = _stages(prune)
     bundle = _bundle(model, example_inputs=example_inputs, input_shape=input_shape, layout=layout, weights=weights,
                      name=name)
@@ -174,8 +196,15 @@ def export(
     _check_data(bundle, quantization, stages, validate)
     out_dir = Path(out) if out is not None else fresh_dir(
         Path(workspace) / ARTIFACTS_DIR, f"{_name_of(model, name)}-{target}-{quantization.mode}")
+    annotations = {}
+    if auto:
+        from pipeline.selective import resolve_auto
+
+        names, annotations["selective_quantization"] = resolve_auto(bundle, target, quantization, auto, stages,
+                                                                    scratch=Path(workspace))
+        quantization = replace(quantization, keep_float=names)
     result = export_bundle(bundle, target, quantization, out_dir, config=config, stages=stages, run_validation=validate,
-                           tolerances=overrides)
+                           tolerances=overrides, annotations=annotations)
     artifact = Artifact(result.out_dir, result.manifest)
     if result.validation_passed is False:
         error = OutputMismatchError(

@@ -10,8 +10,6 @@ from typing import Any
 
 from pipeline.core.errors import ConfigError
 
-MODEL_SUFFIX_FRAMEWORKS = {".keras": "keras", ".pt2": "torch"}
-
 
 def add_optimize_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser, command: Any) -> None:
     """The `optimize` subcommand; `command` registers it the way every other subcommand is (`_command`)."""
@@ -45,63 +43,19 @@ def add_optimize_parser(sub: argparse._SubParsersAction, common: argparse.Argume
     optimize.add_argument("--task", help="model file: how validation judges outputs (default: auto)")
 
 
-def model_spec(args: argparse.Namespace) -> Any:
-    """The recipe model to optimize: a zoo model in one framework, or a model file with its data."""
-    from pipeline.sweep.recipe import ModelSpec
-    from pipeline.zoo import ZOO
-
-    if args.model in ZOO:
-        builders = list(ZOO.get(args.model).builders)
-        framework = args.framework or (builders[0] if len(builders) == 1 else "keras")
-        if framework not in builders:
-            raise ConfigError(f"Zoo model {args.model} has no {framework} build. Options: {', '.join(builders)}.")
-        return ModelSpec(name=args.model, framework=framework, task=args.task)
-    path = Path(args.model)
-    framework = "tensorflow" if path.is_dir() else MODEL_SUFFIX_FRAMEWORKS.get(path.suffix)
-    if framework is None and ":" in args.model and not path.exists():
-        framework = "torch"
-    if framework is None:
-        options = ", ".join(sorted(ZOO.names()))
-        raise ConfigError(f"'{args.model}' is neither a zoo model ({options}) nor a model file this pipeline reads "
-                          "(.keras, SavedModel directory, .pt2, package.module:factory).")
-    if not path.exists() and framework != "torch":
-        raise ConfigError(f"Model file {path} does not exist.")
-    data = {key: getattr(args, key) for key in ("eval_data", "calibration", "train_data")}
-    for key, value in data.items():
-        if value and not Path(value).is_file():
-            raise ConfigError(f"--{key.replace('_', '-')} {value}: no such file.")
-    return ModelSpec(name=path.stem or args.model, framework=framework, path=args.model, input_spec=args.input_spec,
-                     task=args.task, **data)
-
-
-def targets_of(args: argparse.Namespace, framework: str) -> tuple[str, ...]:
-    """--targets, checked against the routes from `framework`; default: every target with a route from it."""
-    from exporters import EXPORTERS
-
-    reachable = [name for name, exporter in EXPORTERS.items() if framework in exporter.routes]
-    if not args.targets:
-        return tuple(reachable)
-    chosen = tuple(dict.fromkeys(t.strip() for t in args.targets.split(",") if t.strip()))
-    for target in chosen:
-        EXPORTERS.get(target)  # an unknown name lists the targets
-        if target not in reachable:
-            raise ConfigError(f"There is no route from {framework} to {target}. Targets for {framework}: "
-                              f"{', '.join(reachable)}.")
-    return chosen
-
-
 def cmd_optimize(args: argparse.Namespace) -> int:
     from pipeline.cli.commands import _lines, framework_output
     from pipeline.cli.options import store_path
-    from pipeline.optimize import OptimizeRequest, optimize, state_path
+    from pipeline.optimize import OptimizeRequest, model_spec, optimize, state_path, targets_for
     from pipeline.optimize.report import format_result, write_optimize_report
     from pipeline.sweep.executors import make_executor
 
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}.")
-    model = model_spec(args)
+    model = model_spec(args.model, framework=args.framework, eval_data=args.eval_data, calibration=args.calibration,
+                       train_data=args.train_data, input_spec=args.input_spec, task=args.task)
     request = OptimizeRequest(model, args.device, args.max_accuracy_drop, args.objective,
-                              targets_of(args, model.framework))
+                              targets_for(model.framework, args.targets.split(",") if args.targets else None))
     workspace = Path(args.workspace)
     with framework_output(args) as terminal:
         executor = make_executor(args.executor, args.address, workers=args.workers)

@@ -34,12 +34,12 @@ def litert_qat_quantizer() -> Any:
     )
 
 
-def xnnpack_qat_quantizer() -> Any:
+def xnnpack_qat_quantizer(keep_float: tuple[str, ...] = ()) -> Any:
     """ExecuTorch's XNNPACKQuantizer (integer arithmetic kept integer), symmetric per-channel int8 with fake
-    quantization for QAT."""
+    quantization for QAT; the `keep_float` modules (fully qualified names) stay float."""
     from quantize.pt2e import xnnpack_int8_quantizer
 
-    return xnnpack_int8_quantizer(per_channel=True, qat=True)
+    return xnnpack_int8_quantizer(per_channel=True, qat=True, keep_float=keep_float)
 
 
 @contextmanager
@@ -85,10 +85,16 @@ def _training_program(bundle: ModelBundle, feed: Feed) -> Any:
 
 def qat_torch(bundle: ModelBundle, config: QatInt8Config, quantizer: Any, *,
               fold_quantize: bool = True) -> tuple[Any, dict[str, Any]]:
-    """prepare_qat_pt2e -> fine-tune -> convert_pt2e; returns the converted module and the effect."""
+    """prepare_qat_pt2e -> fine-tune -> convert_pt2e; returns the converted module and the effect.
+
+    `quantizer` must already leave `config.keep_float` float; those names are checked against the traced model
+    here (ConfigError naming the closest modules) before any training, and the effect lists what they kept.
+    """
     import torch
     from torchao.quantization.pt2e import allow_exported_model_train_eval, move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
+
+    from quantize.pt2e import check_keep_float, kept_float_effect
 
     objective = objective_for(bundle, qat_training_data(bundle, config))
     base = baseline(bundle)
@@ -96,6 +102,7 @@ def qat_torch(bundle: ModelBundle, config: QatInt8Config, quantizer: Any, *,
     torch.manual_seed(config.seed)
     program = _training_program(bundle, slice_feed(objective.feed, 0, static or min(config.batch_size,
                                                                                      objective.samples)))
+    kept = check_keep_float(program, bundle.model, config.keep_float)
     patch = _litert_patterns_as_modules() if type(quantizer).__module__.startswith("litert_torch") else nullcontext()
     with patch:
         prepared = prepare_qat_pt2e(program, quantizer)
@@ -111,7 +118,7 @@ def qat_torch(bundle: ModelBundle, config: QatInt8Config, quantizer: Any, *,
     tool = (f"PT2E prepare_qat_pt2e/convert_pt2e (torchao {package_version('torchao')}, {type(quantizer).__name__} "
             "per-channel symmetric, is_qat=True), fine-tuned with Adam")
     effect = fine_tune_effect(base, replace(bundle, model=converted), objective, config.fine_tune_epochs, seconds)
-    return converted, {"tool": tool, **effect}
+    return converted, {"tool": tool, **effect, **kept_float_effect(kept)}
 
 
 def _drop_unused_tensors(model: Any) -> Any:

@@ -85,7 +85,7 @@ def test_export_debug_layers_puts_the_ranking_in_the_manifest(model_paths: dict[
 
 
 def test_refusals_name_the_reason() -> None:
-    assert "ETDump" in ranking_refusal("executorch", "int8")
+    assert "not qat-int8" in ranking_refusal("executorch", "qat-int8")
     assert "float artifact" in ranking_refusal("tflite", "none")
     assert ranking_refusal("tflite", "int8") == ""
 
