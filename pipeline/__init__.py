@@ -15,7 +15,7 @@ import sys
 import types
 from typing import Any
 
-API = ("Artifact", "bench", "devices", "export", "results", "routes", "sweep", "zoo")
+API = ("Artifact", "bench", "devices", "export", "optimize", "results", "routes", "sweep", "zoo")
 __all__ = list(API)
 
 

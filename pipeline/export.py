@@ -176,6 +176,12 @@ NO_LAYER_RANKING = {
                   "output from a portable-kernel run's ETDump (with XNNPACK every layer runs inside one delegate "
                   "call, whose ETDump keeps only the call's inputs and outputs)",
 }
+NO_LAYER_RANKING.update({
+    "tfjs": "a graph model can return inner nodes (execute with their names), but matching them to the source and "
+            "dequantizing its 8-bit weights per node is not built; rank the same model's .tflite instead",
+    "onnx": "ONNX Runtime hands out an inner tensor once it is made a graph output, but matching QDQ tensors to the "
+            "float graph is not built; rank the same model's .tflite instead",
+})
 LAYER_RANKING_MODES = {"executorch": ("int8", "dynamic-int8")}  # targets that rank only some modes
 LAYER_RANKING_FRAMEWORKS = {"executorch": ("torch",)}  # ... or only some source frameworks
 

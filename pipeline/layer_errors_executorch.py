@@ -100,6 +100,15 @@ def upstream_modules(outputs: Mapping[str, ModuleOutput]) -> dict[str, set[str]]
     return feeding
 
 
+def quantized_output(node: Any) -> bool:
+    """Whether `node`'s output is quantized in the program (it is, or it feeds, a quantize op)."""
+    def quantizes(n: Any) -> bool:
+        name = str(getattr(n, "target", ""))
+        return "quantize_per" in name and "dequantize" not in name
+
+    return quantizes(node) or any(quantizes(user) for user in node.users)
+
+
 WEIGHTED_KINDS = ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "Linear", "Embedding")
 
 
@@ -226,8 +235,10 @@ def compare_executorch(bundle: ModelBundle, quantization: QuantizationConfig, fe
     relative = {name: sums[name].channel_relative_power() for name in names}
     feeding = upstream_modules({name: ours[name] for name in names})
     carried = carried_to(feeding, {name: ours[name].kind for name in names})
+    # a module whose output stays float (softmax, unquantized ops) carries its inputs' noise, reshaped, but adds
+    # none of its own: keeping it float would change nothing
     added = {name: relative[name] - max((relative[f] for f in feeding[name]), default=0.0)
-             if np.isfinite(relative[name]) else 0.0 for name in names}
+             if np.isfinite(relative[name]) and quantized_output(ours[name].node) else 0.0 for name in names}
     positive = sum(max(a, 0.0) for a in added.values())
     layers = [{"layer": name, "tensor": ours[name].node.name, "reference_tensor": theirs[name].node.name,
                "op": ours[name].kind, "position": ours[name].position, "shape": list(shapes[name]),

@@ -92,6 +92,8 @@ class Search:
             self.out(f"round {number}: {len(candidates)} candidate(s): "
                      + ", ".join(c.label() for c in candidates))
             self.evaluate(number, candidates)
+            if number == 1:
+                self._check_float_exports()
             candidates = []
             for target, rule in rules.items():
                 rule.next, rule.skipped = [], []
@@ -123,6 +125,19 @@ class Search:
         self.rounds.append({"round": number, "candidates": [c.key for c in candidates],
                             "seconds": round(time.perf_counter() - started, 1),
                             "exports": dict(summary.exports)})
+
+    def _check_float_exports(self) -> None:
+        """Raise ExportError when no target's float export worked: the model itself is the problem (an unreadable
+        file, missing data), and every other candidate failed for the same reason."""
+        from pipeline.core.errors import ExportError
+
+        floats = [v for v in self.verdicts.values() if v.candidate.quantize == "none"]
+        if floats and all(v.status != "ok" for v in floats):
+            self._save(done=True)
+            reasons = "; ".join(f"{v.candidate.target}: {v.reason}" for v in floats)
+            raise ExportError(f"The float export of {self.request.model.path or self.request.model.name} failed on "
+                              f"every target, so there is nothing to optimize: {reasons}. Fix the model (try "
+                              "`pipeline export MODEL --target tflite`), then run optimize again.")
 
     # --- the sweep behind it --------------------------------------------------------------------------------
 
