@@ -35,11 +35,8 @@ class ExportResult:
 def _check_stage(stage: StageConfig, framework: str) -> None:
     from quantize.stages import STAGES
 
-    spec = STAGES.get(stage.stage)
-    if framework not in spec.handlers:
-        raise UnsupportedRouteError(
-            f"Stage '{stage.stage}' cannot be applied to a {framework} model. It supports: {', '.join(sorted(spec.handlers))}."
-        )
+    if why := STAGES.get(stage.stage).refusal(stage.stage, framework):
+        raise UnsupportedRouteError(why)
 
 
 def check_route(exporter: Any, framework: str, quantization: QuantizationConfig) -> None:

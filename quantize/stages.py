@@ -31,10 +31,18 @@ class StageConfig:
 
 @dataclass(frozen=True)
 class StageSpec:
-    """A registered stage: its config class and one handler per framework it supports."""
+    """A registered stage: its config class, one handler per framework it supports, and why it refuses others."""
 
     config_cls: type[StageConfig]
     handlers: dict[str, Handler] = field(default_factory=dict)
+    refusals: dict[str, str] = field(default_factory=dict)  # framework -> why (the error's text)
+
+    def refusal(self, stage: str, framework: str) -> str:
+        """Why this stage cannot take a `framework` model ('' when it can)."""
+        if framework in self.handlers:
+            return ""
+        return self.refusals.get(framework) or (f"Stage '{stage}' cannot be applied to a {framework} model. "
+                                                f"It supports: {', '.join(sorted(self.handlers))}.")
 
 
 STAGES: Registry[StageSpec] = Registry("stage")
@@ -53,12 +61,8 @@ def apply_stages(bundle: ModelBundle, configs: list[StageConfig]) -> tuple[Model
     applied = []
     for config in configs:
         spec = STAGES.get(config.stage)
-        handler = spec.handlers.get(bundle.framework)
-        if handler is None:
-            raise UnsupportedRouteError(
-                f"Stage '{config.stage}' cannot be applied to a {bundle.framework} model. "
-                f"It supports: {', '.join(sorted(spec.handlers))}."
-            )
-        bundle, effect = handler(bundle, config)
+        if why := spec.refusal(config.stage, bundle.framework):
+            raise UnsupportedRouteError(why)
+        bundle, effect = spec.handlers[bundle.framework](bundle, config)
         applied.append(AppliedStageResult(config.to_json(), effect))
     return bundle, applied

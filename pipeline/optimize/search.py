@@ -244,13 +244,10 @@ class Search:
 
 
 def prunable_refusal(framework: str) -> str:
-    """'' when channel pruning takes a `framework` model; else why not (the stage's own words, first sentence)."""
+    """'' when channel pruning takes a `framework` model; else why not (the stage's own words)."""
     from quantize.stages import STAGES
 
-    if framework in STAGES.get("prune-channels").handlers:
-        return ""
-    return (f"channel pruning takes PyTorch models only (it rewrites every layer coupled to a removed channel); a "
-            f"{framework} model has no structural pruner, and magnitude pruning leaves dense tensors")
+    return STAGES.get("prune-channels").refusal("prune-channels", framework)
 
 
 def describe(verdict: Verdict, request: OptimizeRequest) -> str:

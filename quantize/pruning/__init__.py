@@ -6,7 +6,7 @@ frameworks are imported only when a stage runs. Both fine-tune on the bundle's t
 """
 
 from quantize.pruning.magnitude import MagnitudePruningConfig, prune_keras, prune_torch
-from quantize.pruning.structured import ChannelPruningConfig, prune_channels_torch, refuse_keras
+from quantize.pruning.structured import KERAS_REASON, ChannelPruningConfig, prune_channels_torch
 from quantize.stages import STAGES, StageSpec
 
 STAGES.register(
@@ -14,7 +14,8 @@ STAGES.register(
 )
 # the keras handler only refuses, with the reason (no maintained structured-pruning library for Keras)
 STAGES.register(
-    ChannelPruningConfig.stage, StageSpec(ChannelPruningConfig, {"torch": prune_channels_torch, "keras": refuse_keras})
+    ChannelPruningConfig.stage, StageSpec(ChannelPruningConfig, {"torch": prune_channels_torch},
+                                         refusals={"keras": KERAS_REASON})
 )
 
 from quantize.pruning.parse import PRUNE_FORMS, parse_prune  # noqa: E402  (after the stages exist)

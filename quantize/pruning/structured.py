@@ -141,7 +141,3 @@ def prune_channels_torch(bundle: ModelBundle, config: ChannelPruningConfig) -> t
         **fine_tune_effect(base, pruned, objective, config.fine_tune_epochs, seconds),
     }
 
-
-def refuse_keras(bundle: ModelBundle, config: ChannelPruningConfig) -> tuple[ModelBundle, dict[str, Any]]:
-    """Keras has no maintained structured-pruning library; say so, and what to do instead."""
-    raise UnsupportedRouteError(KERAS_REASON)

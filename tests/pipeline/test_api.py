@@ -190,7 +190,7 @@ def test_errors_are_typed_and_name_the_options(keras_model, digits, tmp_path):
         export({"not": "a model"}, "tflite", eval_data=eval_data)
     with pytest.raises(ConfigError, match=r"Unknown option\(s\) shard_size for target tfjs .*Valid options: shard_size_bytes"):
         export(keras_model, "tfjs", shard_size=1024, eval_data=eval_data)
-    with pytest.raises(ConfigError, match="Valid options: calibration_samples, per_channel"):
+    with pytest.raises(ConfigError, match="Valid options: calibration_samples, keep_float, per_channel"):
         export(keras_model, "tflite", "int8", delegate="xnnpack", eval_data=eval_data)
     with pytest.raises(UnknownNameError, match="Did you mean 'tflite'"):
         export(keras_model, "tflit")
@@ -241,3 +241,20 @@ def test_sweep_takes_a_recipe_dict_and_its_rows_reach_results(torch_model, digit
     assert any("tflite" in line for line in lines)
     table = results(workspace=tmp_path / "workspace")
     assert list(table["model"]) == ["tiny"] and list(table["variant"]) == ["fp32"] and list(table["device"]) == ["host"]
+
+
+def test_keep_float_auto_picks_the_noisiest_layers_and_holds_accuracy(outlier_paths, tmp_path):
+    """keep_float='auto:1' on a model whose plain int8 loses > 1.5 points (outlier channels): validated, and the
+    manifest says which layers the ranking picked."""
+    from pipeline import export
+
+    artifact = export(outlier_paths["keras"], "tflite", quantize="int8", keep_float="auto:1", out=tmp_path / "kept",
+                      workspace=tmp_path)
+    chosen = artifact.manifest["selective_quantization"]
+    assert chosen["requested"] == "auto:1" and len(chosen["layers"]) >= 2  # the culprit and the layer reading it
+    assert artifact.manifest["validation"]["passed"]
+    assert artifact.validation["source_accuracy"] - artifact.validation["artifact_accuracy"] < 0.01
+    kept = next(s for s in artifact.manifest["stages"] if s["name"] == "quantize")["config"]["keep_float"]
+    assert list(kept) == chosen["layers"]
+    with pytest.raises(ConfigError, match="keep_float applies to int8"):
+        export(outlier_paths["keras"], "tflite", quantize="fp16", keep_float="auto:1", workspace=tmp_path)
