@@ -47,7 +47,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     from pipeline.cli.commands import _lines, framework_output
     from pipeline.cli.options import store_path
     from pipeline.optimize import OptimizeRequest, model_spec, optimize, state_path, targets_for
-    from pipeline.optimize.report import format_result, write_optimize_report
+    from pipeline.optimize.report import format_result
     from pipeline.sweep.executors import make_executor
 
     if args.workers is not None and args.workers < 1:
@@ -65,10 +65,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                               cell_out=out if args.verbosity == "verbose" else None)
         finally:
             executor.close()
-    paths = write_optimize_report(result, state_path(workspace, request).with_suffix(""))
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     print(format_result(result))
-    print(f"search: {state_path(workspace, request)}; report: {', '.join(str(p) for p in paths)}")
+    print(f"search: {state_path(workspace, request)}; report: {', '.join(result['report'])}")
     return 0

@@ -261,7 +261,12 @@ def describe(verdict: Verdict, request: OptimizeRequest) -> str:
 
 def optimize(request: OptimizeRequest, workspace: Path, store: Path, executor: Any,
              out: Callable[[str], None] = print, cell_out: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the search (resuming from whatever the sweep cache already holds); returns and saves its result."""
+    """Run the search (resuming from whatever the sweep cache already holds); saves its result with report.md and
+    report.html (in WORKSPACE/optimize/SLUG/) and returns it, the report's paths under 'report'."""
+    from pipeline.optimize.report import write_optimize_report
+
     search = Search(request, workspace, store, executor, out, cell_out)
     search.run()
-    return search._save(done=True)
+    result = search._save(done=True)
+    paths = write_optimize_report(result, state_path(workspace, request).with_suffix(""))
+    return {**result, "report": [str(path) for path in paths]}
