@@ -109,12 +109,16 @@ def quantized_output(node: Any) -> bool:
     return quantizes(node) or any(quantizes(user) for user in node.users)
 
 
-WEIGHTED_KINDS = ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "Linear", "Embedding")
+# modules whose output range is their own (weighted or normalizing): an activation kept float may be quantized
+# again after them without harm, so the walk of `carried_to` stops there (a residual stream would otherwise carry
+# it through every later block of a transformer)
+RANGE_RESETTING_KINDS = ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "Linear", "Embedding",
+                         "LayerNorm", "BatchNorm1d", "BatchNorm2d", "GroupNorm", "RMSNorm")
 
 
 def carried_to(feeding: Mapping[str, set[str]], kinds: Mapping[str, str]) -> dict[str, list[str]]:
-    """Each module -> the modules its output must cross in float to reach the next weighted module (that one
-    included): kept float alone, a module's output is quantized again for an int8 reader."""
+    """Each module -> the modules its output must cross in float to reach the next weighted or normalizing module
+    (that one included): kept float alone, a module's output is quantized again for an int8 reader."""
     readers: dict[str, list[str]] = {name: [] for name in feeding}
     for name, sources in feeding.items():
         for source in sources:
@@ -127,7 +131,7 @@ def carried_to(feeding: Mapping[str, set[str]], kinds: Mapping[str, str]) -> dic
             if name in found:
                 continue
             found.append(name)
-            if kinds.get(name) not in WEIGHTED_KINDS:
+            if kinds.get(name) not in RANGE_RESETTING_KINDS:
                 todo += readers.get(name, ())
         carried[start] = found
     return carried

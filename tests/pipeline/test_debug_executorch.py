@@ -93,3 +93,17 @@ def test_refusals() -> None:
     assert "not qat-int8" in ranking_refusal("executorch", "qat-int8")
     assert "bridge" in ranking_refusal("executorch", "int8", "keras")
     assert "float artifact" in ranking_refusal("executorch", "none")
+
+
+def test_a_kept_module_carries_its_output_in_float_only_to_the_next_range_resetting_module() -> None:
+    """A transformer block: the dense layer's output crosses dropout to the LayerNorm, and stops there (the residual
+    stream would otherwise drag every later block's LayerNorm along)."""
+    from pipeline.layer_errors_executorch import carried_to
+
+    feeding = {"l0.dense": set(), "l0.drop": {"l0.dense"}, "l0.ln": {"l0.drop"}, "l1.q": {"l0.ln"},
+               "l1.ln": {"l0.ln"}, "l2.ln": {"l1.ln"}}
+    kinds = {"l0.dense": "Linear", "l0.drop": "Dropout", "l0.ln": "LayerNorm", "l1.q": "Linear", "l1.ln": "LayerNorm",
+             "l2.ln": "LayerNorm"}
+    carried = carried_to(feeding, kinds)
+    assert carried["l0.dense"] == ["l0.drop", "l0.ln"]
+    assert carried["l0.ln"] == ["l1.q", "l1.ln"]
