@@ -28,7 +28,7 @@ from exporters.routes.layer_names import layer_label
 from pipeline.core.errors import ArtifactError, RuntimeUnavailableError
 
 DEBUG_FILE = "debug.json"
-DEBUG_SCHEMA_VERSION = 1
+DEBUG_SCHEMA_VERSION = 2  # 2: channel-averaged noise behind the share, keep_with
 DEBUG_SAMPLES = 64  # evaluation samples run through both models by default
 SQNR_CAP_DB = 200.0  # as in validation: identical tensors would be +inf dB, which JSON cannot hold
 REPRESENTATION_OPS = ("QUANTIZE", "DEQUANTIZE")

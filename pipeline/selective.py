@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import ConfigError
-from pipeline.layer_errors import DEBUG_FILE, REPRESENTATION_OPS
+from pipeline.layer_errors import DEBUG_FILE, DEBUG_SCHEMA_VERSION, REPRESENTATION_OPS
 
 AUTO = "auto:"
 
@@ -53,7 +53,7 @@ def ranking_of(artifact_dir: Path) -> dict[str, Any]:
     saved = artifact_dir / DEBUG_FILE
     if saved.is_file():
         ranking = json.loads(saved.read_text())
-        if ranking.get("layers") is not None:
+        if ranking.get("layers") is not None and ranking.get("schema_version") == DEBUG_SCHEMA_VERSION:
             return ranking
     return debug_artifact(artifact_dir)
 
