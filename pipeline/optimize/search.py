@@ -75,6 +75,7 @@ class Search:
         self.skipped: dict[str, Verdict] = {}
         self.started = time.perf_counter()
         self.rounds: list[dict[str, Any]] = []
+        self._sha256: str | None = None
 
     # --- the loop -------------------------------------------------------------------------------------------
 
@@ -152,15 +153,21 @@ class Search:
         return Recipe(name=f"optimize {self.request.slug}", models=models, variants=variants, targets=targets,
                       runtimes=runtimes, devices=(self.request.device,), measure=MEASURE)
 
-    def _export_row(self, candidate: Candidate) -> dict[str, Any] | None:
+    def _source_sha256(self) -> str:
+        """The source model's hash, read once per search (a cell key needs it; MiniLM's file is 90 MB)."""
         from pipeline.core.files import sha256_path
-        from pipeline.results import open_store
-        from pipeline.sweep.plan import ExportCell
         from pipeline.sweep.runner import model_reference
 
+        if self._sha256 is None:
+            self._sha256 = sha256_path(Path(model_reference(self.request.model, self.workspace)))
+        return self._sha256
+
+    def _export_row(self, candidate: Candidate) -> dict[str, Any] | None:
+        from pipeline.results import open_store
+        from pipeline.sweep.plan import ExportCell
+
         model = replace(self.request.model, targets=(candidate.target,), variants=(candidate.name,))
-        reference = Path(model_reference(model, self.workspace))
-        key = ExportCell(model, candidate.variant(), candidate.target).key(sha256_path(reference))
+        key = ExportCell(model, candidate.variant(), candidate.target).key(self._source_sha256())
         with open_store(self.store) as store:
             row = store.execute("SELECT * FROM exports WHERE key = ?", (key,)).fetchone()
         return dict(row) if row else None
